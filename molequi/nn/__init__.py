@@ -1,0 +1,18 @@
+"""Equivariant layers: convolutions, nonlinearities, radial and edge embeddings."""
+
+from . import nonlinearities
+from .conv import EquivariantConv, InteractionBlock
+from .edge_embedding import EdgeEmbedding, edge_vectors, safe_norm
+from .radial import BesselBasis, PolynomialCutoff, RadialEmbedding
+
+__all__ = [
+    "BesselBasis",
+    "EdgeEmbedding",
+    "EquivariantConv",
+    "InteractionBlock",
+    "PolynomialCutoff",
+    "RadialEmbedding",
+    "edge_vectors",
+    "nonlinearities",
+    "safe_norm",
+]

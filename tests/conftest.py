@@ -1,0 +1,37 @@
+"""Shared fixtures: default dtype control and the location of ``../shared`` data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(params=[torch.float64, torch.float32], ids=["float64", "float32"])
+def dtype(request):
+    """Run the test under each default dtype (modules are built in it)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(request.param)
+    yield request.param
+    torch.set_default_dtype(previous)
+
+
+@pytest.fixture
+def float64():
+    """Run the test with float64 as default dtype."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield torch.float64
+    torch.set_default_dtype(previous)
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """``../shared/data`` beside the checkout; skips the test when it is absent."""
+    path = SHARED / "data"
+    if not path.is_dir():
+        pytest.skip("../shared/data is not available")
+    return path
