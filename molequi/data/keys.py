@@ -1,0 +1,42 @@
+"""Attribute names of a molequi graph (a :class:`torch_geometric.data.Data`).
+
+Every module reads and writes graphs through these constants, so the convention is
+written down exactly once:
+
+=================  ===========  ===========================================================
+key                shape        meaning
+=================  ===========  ===========================================================
+``z``              [N] long     atomic numbers
+``pos``            [N, 3]       Cartesian positions, Angstrom, default float dtype
+``edge_index``     [2, E] long  PyG order: row 0 = source j, row 1 = target (centre) i
+``edge_shift``     [E, 3]       integer cell shifts, stored in the float dtype of ``pos``:
+                                ``pos[j] - pos[i] + edge_shift @ cell`` is the vector from
+                                i to the image of j
+``cell``           [1, 3, 3]    lattice vectors as rows, Angstrom (zeros if non-periodic)
+``pbc``            [1, 3] bool  periodicity per lattice direction
+``energy``         [1]          total energy, eV
+``forces``         [N, 3]       eV / Angstrom
+``stress``         [1, 3, 3]    eV / Angstrom^3, ASE sign convention
+``batch``          [N] long     graph of each atom (set by PyG ``Batch``)
+=================  ===========  ===========================================================
+
+Per-graph tensors carry a leading axis of length 1 so that PyG ``Batch`` concatenates
+them into one row per graph. Only true index tensors have ``index`` in their name,
+because PyG offsets those on collation.
+"""
+
+ATOMIC_NUMBERS = "z"
+POSITIONS = "pos"
+EDGE_INDEX = "edge_index"
+EDGE_SHIFT = "edge_shift"
+CELL = "cell"
+PBC = "pbc"
+ENERGY = "energy"
+FORCES = "forces"
+STRESS = "stress"
+BATCH = "batch"
+
+#: Per-graph attributes (leading axis of length 1).
+GRAPH_KEYS = (CELL, PBC, ENERGY, STRESS)
+#: Per-atom attributes (leading axis of length N).
+NODE_KEYS = (ATOMIC_NUMBERS, POSITIONS, FORCES)

@@ -1,0 +1,96 @@
+"""Plain-torch neighbour-list candidates: all pairs of every graph, for every needed image.
+
+Works on any device without Python loops over graphs. Cost is
+``sum_g n_g^2 * n_images_g``, so it is the right choice for many small molecules and
+small cells, and the wrong one for a large periodic box (use a cell-list backend there).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from molequi.data.neighborlist.systems import Systems
+
+#: Candidate pairs processed per chunk (bounds the memory to a few hundred MB).
+CHUNK_PAIRS = 1 << 22
+
+
+def torch_candidates(systems: Systems, cutoff: float) -> tuple[Tensor, Tensor, Tensor]:
+    """All (i, j, shift) with ``|pos[j] - pos[i] + shift @ cell| < cutoff``.
+
+    Args:
+        systems: the normalised batch.
+        cutoff: search radius (Angstrom); callers pass a slightly enlarged ``r_max``.
+
+    Returns:
+        i [E] long (target), j [E] long (source), shift [E, 3] long, on ``pos.device``.
+        Self pairs with zero shift are included; the caller removes them.
+    """
+    pos, device = systems.pos, systems.pos.device
+    cell = systems.full_cell  # float64 [B, 3, 3]
+    periodic = systems.pbc
+    batch = systems.batch
+
+    # Wrap periodic coordinates into the cell: pos = wrapped + offset @ cell.
+    inv = torch.linalg.inv(cell)  # [B, 3, 3]
+    frac = torch.einsum("ni,nij->nj", pos.to(torch.float64), inv[batch])
+    offset = torch.where(periodic[batch], torch.floor(frac), torch.zeros_like(frac))
+    wrapped = pos.to(torch.float64) - torch.einsum("ni,nij->nj", offset, cell[batch])
+    offset = offset.long()
+
+    # Images needed per direction: |frac_j - frac_i + s| * spacing < cutoff, |frac diff| < 1.
+    spacing = 1.0 / torch.linalg.norm(inv, dim=1)  # [B, 3] distances between lattice planes
+    n_img = torch.where(periodic, torch.floor(cutoff / spacing).long() + 1, torch.zeros_like(periodic, dtype=torch.long))
+    shifts, shift_graph = _enumerate_shifts(n_img)  # [R, 3], [R]
+    shift_vec = torch.einsum("ri,rij->rj", shifts.to(torch.float64), cell[shift_graph])  # [R, 3]
+
+    counts = systems.counts().to(device)
+    ptr = systems.ptr.to(device)
+    pairs_per_row = counts[shift_graph] ** 2  # [R]
+    row_end = pairs_per_row.cumsum(0)
+    row_start = row_end - pairs_per_row
+    total = int(row_end[-1]) if row_end.numel() else 0
+    cutoff_sq = cutoff * cutoff
+
+    out_i, out_j, out_s = [], [], []
+    for start in range(0, total, CHUNK_PAIRS):
+        flat = torch.arange(start, min(start + CHUNK_PAIRS, total), device=device)
+        row = torch.searchsorted(row_end, flat, right=True)
+        graph = shift_graph[row]
+        n = counts[graph]
+        local = flat - row_start[row]
+        i = local // n + ptr[graph]
+        j = local % n + ptr[graph]
+        vec = wrapped[j] - wrapped[i] + shift_vec[row]
+        keep = (vec * vec).sum(dim=1) < cutoff_sq
+        i, j, shift = i[keep], j[keep], shifts[row[keep]]
+        out_i.append(i)
+        out_j.append(j)
+        # Undo the wrapping: wrapped_j - wrapped_i + s = pos_j - pos_i + (s + o_i - o_j).
+        out_s.append(shift + offset[i] - offset[j])
+    if not out_i:
+        empty = torch.zeros(0, dtype=torch.long, device=device)
+        return empty, empty, torch.zeros(0, 3, dtype=torch.long, device=device)
+    return torch.cat(out_i), torch.cat(out_j), torch.cat(out_s)
+
+
+def _enumerate_shifts(n_img: Tensor) -> tuple[Tensor, Tensor]:
+    """All integer shifts in the box ``[-n, n]`` of every graph.
+
+    Args:
+        n_img: [B, 3] long, the largest |shift| per direction and graph.
+
+    Returns:
+        shifts [R, 3] long and their graph [R] long, grouped by graph.
+    """
+    width = 2 * n_img + 1  # [B, 3]
+    per_graph = width.prod(dim=1)  # [B]
+    graph = torch.repeat_interleave(torch.arange(n_img.shape[0], device=n_img.device), per_graph)
+    local = torch.arange(graph.numel(), device=n_img.device) - (per_graph.cumsum(0) - per_graph)[graph]
+    w = width[graph]
+    sz = local % w[:, 2]
+    sy = (local // w[:, 2]) % w[:, 1]
+    sx = local // (w[:, 2] * w[:, 1])
+    shifts = torch.stack([sx, sy, sz], dim=1) - n_img[graph]
+    return shifts, graph
