@@ -9,6 +9,7 @@ from .equivariance import (
     graph_layer_equivariance_errors,
     random_o3,
 )
+from .physics import finite_difference_force_error, finite_difference_stress_error, model_equivariance_errors
 
 __all__ = [
     "TOLERANCES",
@@ -16,6 +17,9 @@ __all__ = [
     "assert_graph_layer_equivariant",
     "default_tolerance",
     "equivariance_error",
+    "finite_difference_force_error",
+    "finite_difference_stress_error",
     "graph_layer_equivariance_errors",
+    "model_equivariance_errors",
     "random_o3",
 ]

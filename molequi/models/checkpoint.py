@@ -1,0 +1,121 @@
+"""Model files as data, not pickles: loadable with ``torch.load(..., weights_only=True)``.
+
+A model file is a dict ``{format_version, model, config, state_dict, statistics, units, versions}``
+written atomically (temporary file, then ``os.replace``), so an interrupted write never leaves a
+truncated file behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .atomistic import AtomisticModel
+from .potential import EquivariantPotential
+
+FORMAT_VERSION = 1
+UNITS = {"energy": "eV", "length": "Angstrom", "forces": "eV/Angstrom", "stress": "eV/Angstrom^3"}
+
+#: Model classes a file can name.
+MODEL_CLASSES: dict[str, type[AtomisticModel]] = {"EquivariantPotential": EquivariantPotential}
+
+
+def register_model(cls: type[AtomisticModel]) -> type[AtomisticModel]:
+    """Make ``cls`` loadable from model files (usable as a class decorator)."""
+    MODEL_CLASSES[cls.__name__] = cls
+    return cls
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages a model file depends on."""
+    import e3nn
+    import torch_geometric
+
+    from .. import __version__
+
+    return {
+        "molequi": str(__version__),
+        "torch": str(torch.__version__),
+        "e3nn": str(e3nn.__version__),
+        "torch_geometric": str(torch_geometric.__version__),
+    }
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then atomically rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save(obj, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def model_to_dict(model: AtomisticModel, statistics: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The data describing ``model`` (see the module docstring); tensors are moved to the CPU."""
+    name = type(model).__name__
+    if name not in MODEL_CLASSES:
+        raise ValueError(f"model class {name} is not registered; use molequi.models.register_model")
+    return {
+        "format_version": FORMAT_VERSION,
+        "model": name,
+        "config": model.config,
+        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "statistics": statistics or {},
+        "units": dict(UNITS),
+        "versions": package_versions(),
+    }
+
+
+def save_model(model: AtomisticModel, path: str | os.PathLike, statistics: dict[str, Any] | None = None) -> None:
+    """Write ``model`` to ``path`` atomically."""
+    atomic_save(model_to_dict(model, statistics), path)
+
+
+def model_from_dict(record: dict[str, Any]) -> AtomisticModel:
+    """Rebuild a model from :func:`model_to_dict`'s output (in its saved dtype, on the CPU)."""
+    if record.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"unsupported model file format {record.get('format_version')!r} (expected {FORMAT_VERSION})")
+    if record["model"] not in MODEL_CLASSES:
+        raise ValueError(f"model file names unknown model class {record['model']!r}; known: {sorted(MODEL_CLASSES)}")
+    dtype = getattr(torch, record.get("dtype", "float32"))
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        model = MODEL_CLASSES[record["model"]](**record["config"])
+    finally:
+        torch.set_default_dtype(previous)
+    model.load_state_dict(record["state_dict"])
+    return model
+
+
+def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> AtomisticModel:
+    """Load a model file written by :func:`save_model` (``weights_only=True``: no code runs).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not a molequi model file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for corrupt or foreign files
+        raise ValueError(f"{path}: not a readable molequi model file ({error})") from error
+    if not isinstance(record, dict) or "state_dict" not in record:
+        raise ValueError(f"{path}: not a molequi model file (no state_dict)")
+    model = model_from_dict(record)
+    model.statistics = record.get("statistics", {})
+    return model.to(map_location)
