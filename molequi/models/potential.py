@@ -10,7 +10,7 @@ from e3nn import o3
 from ..nn.conv import InteractionBlock
 from ..nn.edge_embedding import EdgeEmbedding
 from ..nn.embedding import SpeciesIndex
-from ..nn.readout import ScalarReadout
+from ..nn.readout import DipoleReadout, ScalarReadout
 from .atomistic import AtomisticModel
 from .inputs import GraphInputs
 
@@ -34,11 +34,14 @@ class EquivariantPotential(AtomisticModel):
         atomic_energies: reference energy per element ``{Z: eV}`` (``E0``; default 0).
         scale, shift: per-atom energy scale and shift, one number or ``{Z: value}`` (from statistics).
         readout_hidden: width of the per-atom readout MLP.
+        dipole: also predict the molecular dipole ``dipole [G, 3]`` (e Å) from per-atom charges
+            and vectors (QM9's ``mu`` is its norm); needs ``1o`` in ``hidden_irreps``.
 
     Shapes:
         input: a PyG ``Batch`` (``z [N]``, ``pos [N, 3]``, optional ``edge_index [2, E]``,
         ``edge_shift [E, 3]``, ``cell [G, 3, 3]``, ``pbc [G, 3]``, ``batch [N]``);
-        output: ``energy [G]``, ``node_energy [N]``, ``forces [N, 3]``, ``stress [G, 3, 3]``.
+        output: ``energy [G]``, ``node_energy [N]``, ``forces [N, 3]``, ``stress [G, 3, 3]``,
+        ``dipole [G, 3]`` with ``dipole=True``.
     """
 
     def __init__(
@@ -57,6 +60,7 @@ class EquivariantPotential(AtomisticModel):
         scale: float | Mapping[int, float] = 1.0,
         shift: float | Mapping[int, float] = 0.0,
         readout_hidden: int = 16,
+        dipole: bool = False,
     ) -> None:
         super().__init__()
         self.species_index = SpeciesIndex(species)
@@ -77,6 +81,7 @@ class EquivariantPotential(AtomisticModel):
             "scale": _per_species_config(scale, species_z),
             "shift": _per_species_config(shift, species_z),
             "readout_hidden": int(readout_hidden),
+            "dipole": bool(dipole),
         }
         num_species = len(species_z)
         irreps_species = o3.Irreps(f"{num_species}x0e")
@@ -101,6 +106,7 @@ class EquivariantPotential(AtomisticModel):
             irreps = block.irreps_out
         self.blocks = torch.nn.ModuleList(blocks)
         self.readout = ScalarReadout(irreps, readout_hidden)
+        self.dipole_readout = DipoleReadout(irreps) if dipole else None
         self.register_buffer("scale", _per_species_tensor(scale, species_z))
         self.register_buffer("shift", _per_species_tensor(shift, species_z))
         e0 = self.config["atomic_energies"]
@@ -118,7 +124,10 @@ class EquivariantPotential(AtomisticModel):
             )
         per_atom = self.readout(features)[:, 0]  # [N]
         node_energy = self.scale[species] * per_atom + self.shift[species] + self.atomic_energies[species]
-        return {"node_energy": node_energy}
+        out = {"node_energy": node_energy}
+        if self.dipole_readout is not None:
+            out["dipole"] = self.dipole_readout(features, inputs.pos, inputs.batch, inputs.num_graphs)
+        return out
 
 
 def _per_species_config(value: float | Mapping[int, float], species: list[int]) -> float | dict[int, float]:

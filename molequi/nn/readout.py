@@ -26,3 +26,32 @@ class ScalarReadout(torch.nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """``features [N, irreps_in.dim] -> [N, num_outputs]``."""
         return self.linear_2(self.act(self.linear_1(features)))
+
+
+class DipoleReadout(torch.nn.Module):
+    """Molecular dipole ``mu_G = sum_i q_i (r_i - c_G) + p_i`` from per-atom charges and dipoles (PaiNN).
+
+    ``q_i`` (a 0e output, made neutral per graph) and ``p_i`` (a 1o output) are linear in the
+    node features; neutral charges make ``mu`` translation invariant, and it rotates (and
+    reflects) as a polar vector.
+
+    Shapes:
+        ``features [N, irreps_in.dim], pos [N, 3], batch [N] -> [G, 3]``.
+    """
+
+    def __init__(self, irreps_in: o3.Irreps | str) -> None:
+        super().__init__()
+        self.irreps_in = o3.Irreps(irreps_in)
+        if not any(ir == o3.Irrep("1o") for _, ir in self.irreps_in):
+            raise ValueError(f"DipoleReadout: irreps_in {self.irreps_in} has no vectors (1o) for atomic dipoles")
+        self.linear = o3.Linear(self.irreps_in, o3.Irreps("1x0e+1x1o"))
+
+    def forward(self, features: torch.Tensor, pos: torch.Tensor, batch: torch.Tensor, num_graphs: int) -> torch.Tensor:
+        """``[N, irreps_in.dim], [N, 3], [N], G -> [G, 3]``."""
+        out = self.linear(features)
+        charge, atomic_dipole = out[:, 0], out[:, 1:4]  # [N], [N, 3]
+        count = torch.zeros(num_graphs, dtype=pos.dtype, device=pos.device).index_add(0, batch, torch.ones_like(charge))
+        mean_charge = torch.zeros_like(count).index_add(0, batch, charge) / count
+        neutral = charge - mean_charge[batch]
+        terms = neutral[:, None] * pos + atomic_dipole
+        return torch.zeros(num_graphs, 3, dtype=pos.dtype, device=pos.device).index_add(0, batch, terms)

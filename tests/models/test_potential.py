@@ -16,6 +16,7 @@ from molequi.testing import (
     finite_difference_force_error,
     finite_difference_stress_error,
     model_equivariance_errors,
+    random_o3,
 )
 
 SMALL = {"hidden_irreps": "8x0e+4x1o+4x2e", "num_layers": 2, "radial_hidden": (16,), "readout_hidden": 8}
@@ -146,3 +147,16 @@ def test_load_model_errors(tmp_path):
     (tmp_path / "junk.pt").write_text("not a model")
     with pytest.raises(ValueError, match="junk.pt"):
         load_model(tmp_path / "junk.pt")
+
+
+def test_dipole_head_is_a_polar_vector(float64):
+    torch.manual_seed(0)
+    model = EquivariantPotential(["H", "C", "O"], r_max=3.0, dipole=True, **SMALL)
+    structure = _molecule()
+    reference = model(structure, compute_forces=False)["dipole"].detach()
+    assert reference.shape == (1, 3)
+    for matrix in random_o3(4):
+        moved = model(dict(structure, pos=structure["pos"] @ matrix.T), compute_forces=False)["dipole"]
+        torch.testing.assert_close(moved, reference @ matrix.T, atol=1e-10, rtol=0)
+    shifted = model(dict(structure, pos=structure["pos"] + 5.0), compute_forces=False)["dipole"]
+    torch.testing.assert_close(shifted, reference, atol=1e-10, rtol=0)
