@@ -88,7 +88,7 @@ def _make_data(s: Structure, edge_index: torch.Tensor, edge_shift: torch.Tensor,
         }
     )
     for name, value in s.targets.items():
-        tensor = torch.from_numpy(np.asarray(value)).to(dtype)
+        tensor = torch.tensor(value, dtype=dtype)
         if name == keys.FORCES:
             data[name] = tensor.reshape(-1, 3)
         elif name == keys.STRESS:
