@@ -33,7 +33,9 @@ def finalize_edges(
         (target, source, shift); edge_shift [E, 3] in the dtype of ``pos``.
     """
     pos = systems.pos.detach().to(torch.float64)
-    vec = pos[j] - pos[i] + torch.einsum("ei,eij->ej", shift.to(torch.float64), systems.cell[systems.batch[i]])
+    vec = pos[j] - pos[i]
+    if systems.any_periodic:
+        vec += torch.einsum("ei,eij->ej", shift.to(torch.float64), systems.cell[systems.batch[i]])
     keep = (vec * vec).sum(dim=1) < r_max * r_max
     keep &= ~((i == j) & (shift == 0).all(dim=1))
     i, j, shift = i[keep], j[keep], shift[keep]

@@ -114,7 +114,10 @@ def complete_cell(cell: Tensor, pbc: Tensor) -> Tensor:
         ValueError: if the periodic rows of a graph are linearly dependent.
     """
     num_graphs = cell.shape[0]
-    out = torch.eye(3, dtype=cell.dtype, device=cell.device).repeat(num_graphs, 1, 1)
+    eye = torch.eye(3, dtype=cell.dtype, device=cell.device)
+    if not bool(pbc.any()):
+        return eye.expand(num_graphs, 3, 3)
+    out = eye.repeat(num_graphs, 1, 1)
     fully = pbc.all(dim=1)
     if bool(fully.any()):
         volume = torch.linalg.det(cell[fully]).abs()

@@ -28,22 +28,14 @@ def torch_candidates(systems: Systems, cutoff: float) -> tuple[Tensor, Tensor, T
         Self pairs with zero shift are included; the caller removes them.
     """
     pos, device = systems.pos, systems.pos.device
-    cell = systems.full_cell  # float64 [B, 3, 3]
-    periodic = systems.pbc
-    batch = systems.batch
 
-    # Wrap periodic coordinates into the cell: pos = wrapped + offset @ cell.
-    inv = torch.linalg.inv(cell)  # [B, 3, 3]
-    frac = torch.einsum("ni,nij->nj", pos.to(torch.float64), inv[batch])
-    offset = torch.where(periodic[batch], torch.floor(frac), torch.zeros_like(frac))
-    wrapped = pos.to(torch.float64) - torch.einsum("ni,nij->nj", offset, cell[batch])
-    offset = offset.long()
-
-    # Images needed per direction: |frac_j - frac_i + s| * spacing < cutoff, |frac diff| < 1.
-    spacing = 1.0 / torch.linalg.norm(inv, dim=1)  # [B, 3] distances between lattice planes
-    n_img = torch.where(periodic, torch.floor(cutoff / spacing).long() + 1, torch.zeros_like(periodic, dtype=torch.long))
-    shifts, shift_graph = _enumerate_shifts(n_img)  # [R, 3], [R]
-    shift_vec = torch.einsum("ri,rij->rj", shifts.to(torch.float64), cell[shift_graph])  # [R, 3]
+    if systems.any_periodic:
+        wrapped, offset, shifts, shift_graph = _wrap_and_images(systems, cutoff)
+        shift_vec = torch.einsum("ri,rij->rj", shifts.to(torch.float64), systems.full_cell[shift_graph])  # [R, 3]
+    else:  # molecules: one row per graph, no images
+        wrapped, offset, shift_vec = pos.to(torch.float64), None, None
+        shift_graph = torch.arange(systems.num_graphs, device=device)
+        shifts = torch.zeros(systems.num_graphs, 3, dtype=torch.long, device=device)
 
     counts = systems.counts().to(device)
     ptr = systems.ptr.to(device)
@@ -62,17 +54,40 @@ def torch_candidates(systems: Systems, cutoff: float) -> tuple[Tensor, Tensor, T
         local = flat - row_start[row]
         i = local // n + ptr[graph]
         j = local % n + ptr[graph]
-        vec = wrapped[j] - wrapped[i] + shift_vec[row]
+        vec = wrapped[j] - wrapped[i]
+        if shift_vec is not None:
+            vec += shift_vec[row]
         keep = (vec * vec).sum(dim=1) < cutoff_sq
         i, j, shift = i[keep], j[keep], shifts[row[keep]]
         out_i.append(i)
         out_j.append(j)
         # Undo the wrapping: wrapped_j - wrapped_i + s = pos_j - pos_i + (s + o_i - o_j).
-        out_s.append(shift + offset[i] - offset[j])
+        out_s.append(shift if offset is None else shift + offset[i] - offset[j])
     if not out_i:
         empty = torch.zeros(0, dtype=torch.long, device=device)
         return empty, empty, torch.zeros(0, 3, dtype=torch.long, device=device)
     return torch.cat(out_i), torch.cat(out_j), torch.cat(out_s)
+
+
+def _wrap_and_images(systems: Systems, cutoff: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Wrap atoms into their cell and list the lattice shifts each graph needs.
+
+    Returns:
+        wrapped [N, 3] float64 positions with ``pos = wrapped + offset @ cell``;
+        offset [N, 3] long (zero in non-periodic directions);
+        shifts [R, 3] long and their graph [R] long (see :func:`_enumerate_shifts`).
+    """
+    cell, periodic, batch = systems.full_cell, systems.pbc, systems.batch
+    pos = systems.pos.to(torch.float64)
+    inv = torch.linalg.inv(cell)  # [B, 3, 3]
+    frac = torch.einsum("ni,nij->nj", pos, inv[batch])
+    offset = torch.where(periodic[batch], torch.floor(frac), torch.zeros_like(frac))
+    wrapped = pos - torch.einsum("ni,nij->nj", offset, cell[batch])
+    # With wrapped atoms |frac_j - frac_i| < 1, so |shift| <= cutoff / plane spacing + 1 suffices.
+    spacing = 1.0 / torch.linalg.norm(inv, dim=1)  # [B, 3] distances between lattice planes
+    n_img = torch.where(periodic, torch.floor(cutoff / spacing).long() + 1, torch.zeros_like(periodic, dtype=torch.long))
+    shifts, shift_graph = _enumerate_shifts(n_img)
+    return wrapped, offset.long(), shifts, shift_graph
 
 
 def _enumerate_shifts(n_img: Tensor) -> tuple[Tensor, Tensor]:

@@ -1,0 +1,92 @@
+"""Neighbour-list backends: graphs per second for aspirin graphs and a 999-atom water box.
+
+Usage: ``python benchmarks/neighbor_list_bench.py [--aspirin PATH] [--frames 512] [--r-max 5.0]``
+
+Rows (each backend computes the same edges; see tests/data/test_neighborlist.py):
+
+* aspirin, one call per graph: what an ASE calculator does at every MD step;
+* aspirin, batched: one call for ``--frames`` graphs (``batch`` vector), what datasets do;
+* aspirin, atoms_to_graph: the full conversion with ``backend="auto"`` (validation, targets);
+* water box: one periodic 999-atom box (333 H2O at 1 g/cm^3) per call.
+
+The result decides ``backend="auto"`` in ``molequi/data/neighborlist/api.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import torch
+from ase import Atoms
+from ase.build import molecule
+
+from molequi.data import atoms_to_graph, available_backends, neighbor_list
+
+SHARED_ASPIRIN = Path(__file__).resolve().parents[1].parent / "shared/data/rmd17/aspirin_train_1200_macejax.xyz"
+
+
+def rate(fn, n_graphs: int, min_time: float = 1.0, max_repeats: int = 20) -> float:
+    """Graphs per second of ``fn`` (which processes ``n_graphs``), best of several runs after a warm-up."""
+    fn()
+    best, spent, repeats = float("inf"), 0.0, 0
+    while (spent < min_time and repeats < max_repeats) or repeats == 0:
+        start = time.perf_counter()
+        fn()
+        elapsed = time.perf_counter() - start
+        best, spent, repeats = min(best, elapsed), spent + elapsed, repeats + 1
+    return n_graphs / best
+
+
+def water_box(n_side: int = 7, n_molecules: int = 333, density: float = 0.997, seed: int = 0) -> Atoms:
+    """``n_molecules`` randomly oriented waters on a jittered grid, periodic, at ``density`` g/cm^3."""
+    rng = np.random.default_rng(seed)
+    length = (n_molecules * 18.015 / 6.02214076e23 / density) ** (1 / 3) * 1e8  # A
+    sites = np.stack(np.meshgrid(*[np.arange(n_side)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    sites = sites[rng.choice(len(sites), n_molecules, replace=False)] * length / n_side
+    box = Atoms(cell=[length] * 3, pbc=True)
+    for site in sites:
+        water = molecule("H2O")
+        water.rotate(rng.uniform(0, 360), rng.normal(size=3))
+        water.translate(site + rng.uniform(0, 0.3, 3))
+        box += water
+    return box
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--aspirin", type=Path, default=SHARED_ASPIRIN, help="extxyz of aspirin frames")
+    parser.add_argument("--frames", type=int, default=512)
+    parser.add_argument("--r-max", type=float, default=5.0)
+    args = parser.parse_args()
+    if not args.aspirin.exists():
+        raise SystemExit(f"{args.aspirin}: not found; pass --aspirin with an extxyz of aspirin frames")
+
+    frames = ase.io.read(args.aspirin, f":{args.frames}")
+    pos = [torch.tensor(a.positions, dtype=torch.float32) for a in frames]
+    flat = torch.cat(pos)
+    batch = torch.repeat_interleave(torch.arange(len(pos)), torch.tensor([len(p) for p in pos]))
+    box = water_box()
+    box_pos, box_cell = torch.tensor(box.positions, dtype=torch.float32), torch.tensor(box.cell.array, dtype=torch.float32)
+    r = args.r_max
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, r_max {r} A, {len(frames)} aspirin frames, water box {len(box)} atoms")
+    print("| backend | device | aspirin, 1 graph/call | aspirin, batched | water box (999 atoms) |")
+    print("|---|---|---|---|---|")
+    for backend in available_backends():
+        for device in devices if backend == "torch" else ["cpu"]:
+            p_dev, f_dev, b_dev = [p.to(device) for p in pos], flat.to(device), batch.to(device)
+            single = rate(lambda: [neighbor_list(p, r, backend=backend) for p in p_dev], len(p_dev))
+            batched = rate(lambda: neighbor_list(f_dev, r, batch=b_dev, backend=backend), len(p_dev))
+            water = rate(lambda: neighbor_list(box_pos.to(device), r, box_cell.to(device), True, backend=backend), 1, max_repeats=3)
+            print(f"| {backend} | {device} | {single:,.0f} | {batched:,.0f} | {water:,.1f} |")
+    full = rate(lambda: [atoms_to_graph(a, r) for a in frames], len(frames))
+    print(f"\natoms_to_graph (backend auto, one frame per call): {full:,.0f} graphs/s")
+
+
+if __name__ == "__main__":
+    main()
