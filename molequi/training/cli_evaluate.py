@@ -1,0 +1,70 @@
+"""Evaluate a trained model on a dataset: energy MAE (total and per atom), force MAE and RMSE.
+
+Example:
+  molequi evaluate runs/demo/model.pt datasets/demo/emt_cu.extxyz --json errors.json
+
+Errors are printed in meV units; the JSON holds them in eV-based units (eV, eV/atom, eV/A,
+eV/A^3) under keys such as energy_mae, energy_per_atom_mae, forces_mae, forces_rmse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..models.checkpoint import UNITS, load_model
+from .data import read_dataset
+from .distributed import resolve_device
+from .evaluate import evaluate
+from .files import atomic_write_json
+from .report import format_metrics, set_threads
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register ``MODEL DATA [--json OUT]`` and the options that say how to read DATA."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("model", type=Path, help="model file (model.pt of a training run)")
+    parser.add_argument("data", type=Path, help="dataset file (any ASE-readable file, or a QM9 source with --format qm9)")
+    parser.add_argument("--json", type=Path, default=None, metavar="OUT", help="also write the errors to this JSON file")
+    parser.add_argument("--format", choices=("ase", "qm9"), default="ase", help="how to read DATA (default: ase)")
+    parser.add_argument("--target", default=None, help="QM9 property used as energy (default U0)")
+    parser.add_argument("--energy-key", default=None, help="where DATA stores energies (default: calculator results)")
+    parser.add_argument("--forces-key", default=None, help="where DATA stores forces")
+    parser.add_argument("--stress-key", default=None, help="where DATA stores stresses")
+    parser.add_argument("--energy-unit", default="eV", help="energy unit of DATA (eV, meV, kcal/mol, Ha, ...)")
+    parser.add_argument("--batch-size", type=int, default=20, help="graphs per batch (default 20)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("--cache-dir", default=None, help="dataset cache folder (default ~/.cache/molequi)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate and print (and write) the errors; returns 2 with a message for bad input."""
+    try:
+        set_threads(args.threads)
+        if args.batch_size < 1:
+            raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
+        device = resolve_device(args.device)
+        model = load_model(args.model, map_location=device)
+        dtype = next(model.parameters()).dtype
+        dataset = read_dataset(
+            args.data, model.r_max, dtype, format=args.format, target=args.target, energy_key=args.energy_key,
+            forces_key=args.forces_key, stress_key=args.stress_key, energy_unit=args.energy_unit, cache_dir=args.cache_dir,
+        )  # fmt: skip
+        accumulator, _ = evaluate(model, dataset, device, args.batch_size)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"molequi evaluate: error: {error}", file=sys.stderr)
+        return 2
+    metrics = {k: v for k, v in accumulator.compute().items() if not k.endswith("_mse")}
+    if "energy_mae" not in metrics:
+        print(f"molequi evaluate: error: {args.data} has no energies to compare with", file=sys.stderr)
+        return 2
+    print(f"{args.model} on {args.data} ({len(dataset)} frames):")
+    print(format_metrics(metrics))
+    if args.json is not None:
+        record = {"model": str(args.model), "data": str(args.data), "frames": len(dataset), **metrics,
+                  "units": {**UNITS, "energy_per_atom": "eV/atom"}}  # fmt: skip
+        atomic_write_json(args.json, record)
+        print(f"wrote {args.json}")
+    return 0

@@ -1,0 +1,414 @@
+"""The training configuration: strict nested dataclasses read from YAML, with typed ``--set`` overrides.
+
+A config file is a YAML mapping with the sections ``data``, ``model``, ``loss`` and ``optim`` and
+the run keys of :class:`TrainConfig`. Every key is checked: an unknown or misspelt key, a missing
+required key or a value of the wrong type raises :class:`ConfigError` naming the key
+(``data.train_size``). The ``model`` section names a class of
+:data:`molequi.models.checkpoint.MODEL_CLASSES` (``name``, default ``EquivariantPotential``);
+its other keys are that class's constructor arguments, checked against its signature.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+from ..models.checkpoint import MODEL_CLASSES
+from .yaml_io import parse_value, read_yaml
+
+class ConfigError(ValueError):
+    """A bad configuration: unknown, missing or ill-typed key, or an out-of-range value."""
+
+
+@dataclass
+class DataConfig:
+    """Where the data comes from and how it is split.
+
+    Attributes:
+        path: the dataset file (relative paths are relative to the working directory).
+        train_size, val_size: frames drawn at random (seeded by ``seed``) from ``path`` for
+            training and validation; an int is a count, a float in (0, 1) a fraction.
+        format: ``ase`` (any file ASE reads, e.g. extxyz) or ``qm9`` (``molequi.data.QM9``: the
+            original tarball, a qm9pack folder or a QM9 npz; no forces).
+        target: the energy property for ``qm9`` (e.g. ``U0``).
+        test_path: a separate test file (same format); without it the test set is the frames
+            of ``path`` left after the training and validation draws.
+        test_size: at most this many test frames (a seeded random subset); None takes all.
+        energy_key, forces_key, stress_key: where the file stores the targets (None: the
+            calculator's results).
+        energy_unit: unit of energies in the file (``eV``, ``meV``, ``kcal/mol``, ``Ha``, ...).
+        isolated_atoms: reference energies E0 of isolated atoms, as a file of one-atom frames
+            (read like ``path``) or a mapping ``{element: energy in energy_unit}``; None fits
+            E0 per element by least squares on the training set.
+        cache_dir: where processed datasets are cached (None: ``$MOLEQUI_CACHE_DIR`` or
+            ``~/.cache/molequi``).
+    """
+
+    path: str
+    train_size: int | float
+    val_size: int | float
+    format: Literal["ase", "qm9"] = "ase"
+    target: str | None = None
+    test_path: str | None = None
+    test_size: int | None = None
+    energy_key: str | None = None
+    forces_key: str | None = None
+    stress_key: str | None = None
+    energy_unit: str = "eV"
+    isolated_atoms: str | dict[str | int, float] | None = None
+    cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("train_size", "val_size"):
+            value = getattr(self, name)
+            if isinstance(value, float) and not 0 < value < 1:
+                raise ConfigError(f"data.{name}: a fraction must lie in (0, 1), got {value}")
+            if isinstance(value, int) and value < 1:
+                raise ConfigError(f"data.{name}: must be positive, got {value}")
+        if self.test_size is not None and self.test_size < 1:
+            raise ConfigError(f"data.test_size: must be positive, got {self.test_size}")
+
+
+@dataclass
+class ModelConfig:
+    """A model class name and its constructor arguments (checked against its signature).
+
+    Attributes:
+        name: a key of :data:`~molequi.models.checkpoint.MODEL_CLASSES`.
+        options: constructor arguments; ``species``, ``avg_num_neighbors``, ``atomic_energies``,
+            ``scale`` and ``shift``, when left out, come from the training-set statistics.
+    """
+
+    name: str = "EquivariantPotential"
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any], prefix: str = "model.") -> ModelConfig:
+        """Check ``{name: ..., <constructor argument>: value, ...}`` and build the config.
+
+        Raises:
+            ConfigError: unknown model name, unknown argument or ill-typed value.
+        """
+        options = dict(raw)
+        name = options.pop("name", cls.name)
+        if name not in MODEL_CLASSES:
+            raise ConfigError(f"{prefix}name: unknown model {name!r}; known: {', '.join(sorted(MODEL_CLASSES))}")
+        model_class = MODEL_CLASSES[name]
+        signature = inspect.signature(model_class.__init__)
+        parameters = {
+            key: p for key, p in signature.parameters.items()
+            if key != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        }  # fmt: skip
+        hints = typing.get_type_hints(model_class.__init__)
+        checked = {}
+        for key, value in options.items():
+            if key not in parameters:
+                raise ConfigError(_unknown_key(prefix + str(key), key, ["name", *parameters], f"of model {name}"))
+            checked[key] = coerce(value, hints.get(key, Any), prefix + key)
+        return cls(name=name, options=checked)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The YAML form: ``{name, **options}``."""
+        return {"name": self.name, **self.options}
+
+
+@dataclass
+class LossConfig:
+    """Weights of the mean squared errors of energy per atom (eV), forces (eV/A) and stress (eV/A^3)."""
+
+    energy_weight: float = 1.0
+    forces_weight: float = 10.0
+    stress_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("energy_weight", "forces_weight", "stress_weight"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"loss.{name}: must be non-negative, got {getattr(self, name)}")
+        if self.energy_weight == self.forces_weight == self.stress_weight == 0:
+            raise ConfigError("loss: all weights are zero; nothing to train")
+
+
+@dataclass
+class OptimConfig:
+    """AdamW, learning-rate schedule, gradient clipping and the EMA of weights.
+
+    Attributes:
+        lr: peak learning rate; weight_decay, amsgrad, betas: AdamW's.
+        warmup_epochs: linear warm-up from ``lr / (warm-up steps)`` to ``lr`` (may be fractional).
+        scheduler: after warm-up, ``plateau`` (multiply by ``plateau_factor`` after
+            ``plateau_patience`` epochs without a better validation loss), ``cosine`` (to
+            ``min_lr`` at ``max_epochs``) or ``constant``.
+        min_lr: the learning rate never goes below this.
+        grad_clip: clip the gradient norm to this (None: no clipping).
+        ema_decay: decay of the exponential moving average of the weights (0: no averaging).
+    """
+
+    lr: float = 0.01
+    weight_decay: float = 0.0
+    amsgrad: bool = True
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_epochs: float = 0.0
+    scheduler: Literal["plateau", "cosine", "constant"] = "plateau"
+    plateau_factor: float = 0.8
+    plateau_patience: int = 25
+    min_lr: float = 1e-6
+    grad_clip: float | None = 10.0
+    ema_decay: float = 0.99
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("lr", self.lr > 0, "must be positive"),
+            ("weight_decay", self.weight_decay >= 0, "must be non-negative"),
+            ("betas", len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "must be two numbers in [0, 1)"),
+            ("warmup_epochs", self.warmup_epochs >= 0, "must be non-negative"),
+            ("plateau_factor", 0 < self.plateau_factor < 1, "must lie in (0, 1)"),
+            ("plateau_patience", self.plateau_patience >= 0, "must be non-negative"),
+            ("min_lr", 0 <= self.min_lr <= self.lr, "must lie in [0, lr]"),
+            ("grad_clip", self.grad_clip is None or self.grad_clip > 0, "must be positive or null"),
+            ("ema_decay", 0 <= self.ema_decay < 1, "must lie in [0, 1)"),
+        ]
+        for name, ok, message in checks:
+            if not ok:
+                raise ConfigError(f"optim.{name}: {message}, got {getattr(self, name)!r}")
+        self.betas = tuple(self.betas)
+
+
+@dataclass
+class TrainConfig:
+    """A whole training run.
+
+    Attributes:
+        data, model, loss, optim: the sections above.
+        output_dir: where model.pt, checkpoint.pt, metrics and plots go.
+        max_epochs: upper bound on epochs.
+        max_minutes: wall-time budget (None: none); checked at the end of each epoch, stopping
+            early when the next epoch would not fit.
+        seed: seeds the data split, the weights and the per-epoch shuffling.
+        device: ``auto`` (CUDA if available), ``cpu``, ``cuda`` or ``cuda:N``.
+        dtype: ``float32`` or ``float64``.
+        batch_size: graphs per optimisation step (the global batch, split over DDP processes).
+        eval_batch_size: graphs per batch for validation and test.
+        early_stopping_patience: stop after this many epochs without a better validation loss
+            (None: never).
+        progress_bar: show a tqdm bar per epoch.
+        tensorboard: also log to TensorBoard under ``output_dir/tensorboard`` when it is installed.
+    """
+
+    data: DataConfig
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    output_dir: str = "runs/train"
+    max_epochs: int = 100
+    max_minutes: float | None = None
+    seed: int = 0
+    device: str = "auto"
+    dtype: Literal["float32", "float64"] = "float32"
+    batch_size: int = 5
+    eval_batch_size: int = 20
+    early_stopping_patience: int | None = None
+    progress_bar: bool = True
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        positive = [("max_epochs", self.max_epochs), ("batch_size", self.batch_size), ("eval_batch_size", self.eval_batch_size)]
+        for name, value in positive:
+            if value < 1:
+                raise ConfigError(f"{name}: must be positive, got {value}")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ConfigError(f"max_minutes: must be positive or null, got {self.max_minutes}")
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
+            raise ConfigError(f"early_stopping_patience: must be positive or null, got {self.early_stopping_patience}")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> TrainConfig:
+        """Check a nested mapping (as read from YAML) and build the config.
+
+        Raises:
+            ConfigError: naming the first bad key.
+        """
+        return _build(cls, raw, "")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The nested YAML form; ``TrainConfig.from_dict(c.to_dict()) == c``."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, ModelConfig):
+                out[f.name] = value.to_dict()
+            elif dataclasses.is_dataclass(value):
+                out[f.name] = {g.name: _plain(getattr(value, g.name)) for g in dataclasses.fields(value)}
+            else:
+                out[f.name] = _plain(value)
+        return out
+
+
+def load_config(
+    source: str | Path | Mapping[str, Any], overrides: Sequence[str] = ()
+) -> TrainConfig:
+    """Read a config file (or take a mapping) and apply ``key=value`` overrides.
+
+    Args:
+        source: a YAML file or an already-read mapping.
+        overrides: ``section.key=value`` strings; values are read as YAML (``100``,
+            ``1e-3``, ``null``, ``[1, 6]``) and type-checked like the file.
+
+    Raises:
+        FileNotFoundError: no such config file.
+        ConfigError: a bad key or value (naming it), or an override without ``=``.
+    """
+    raw = read_yaml(source) if isinstance(source, (str, Path)) else source
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{source}: the config must be a mapping of keys, got {type(raw).__name__}")
+    raw = _deep_copy(raw)
+    for item in overrides:
+        apply_override(raw, item)
+    return TrainConfig.from_dict(raw)
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """Set ``raw[a][b] = value`` for the override ``a.b=value`` (creating missing sections)."""
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {item!r}: expected key=value, e.g. data.train_size=100")
+    *sections, last = key.strip().split(".")
+    target = raw
+    for i, section in enumerate(sections):
+        node = target.setdefault(section, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {item!r}: {'.'.join(sections[: i + 1])} is not a section")
+        target = node
+    target[last] = parse_value(text)
+
+
+def coerce(value: Any, annotation: Any, key: str) -> Any:
+    """``value`` checked against a type annotation (ints are accepted as floats, tuples as lists).
+
+    Supports ``Any``, ``None``, unions, ``Literal``, ``bool``, ``int``, ``float``, ``str``,
+    sequences, tuples and mappings of those.
+
+    Raises:
+        ConfigError: ``value`` does not fit, naming ``key`` and the expected type.
+    """
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        for option in args:
+            try:
+                return coerce(value, option, key)
+            except ConfigError:
+                continue
+        raise _type_error(value, annotation, key)
+    if origin is Literal:
+        if value in args and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected one of {', '.join(map(repr, args))}, got {value!r}")
+    if annotation in (None, type(None)):
+        if value is None:
+            return None
+    elif annotation is bool:
+        if isinstance(value, bool):
+            return value
+    elif annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif annotation is str:
+        if isinstance(value, str):
+            return value
+    elif origin is tuple:
+        if isinstance(value, (list, tuple)):
+            if len(args) == 2 and args[1] is Ellipsis:
+                return tuple(coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+            if len(value) == len(args):
+                return tuple(coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    elif origin in (list, Sequence, typing.Sequence) or annotation in (list, Sequence):
+        if isinstance(value, (list, tuple)):
+            item = args[0] if args else Any
+            return [coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    elif origin in (dict, Mapping, typing.Mapping) or annotation in (dict, Mapping):
+        if isinstance(value, Mapping):
+            key_type, value_type = args if args else (Any, Any)
+            return {coerce(k, key_type, f"{key} key"): coerce(v, value_type, f"{key}.{k}") for k, v in value.items()}
+    else:
+        raise TypeError(f"config type {annotation!r} of {key} is not supported")
+    raise _type_error(value, annotation, key)
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    where = prefix.rstrip(".") or "config"
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of keys, got {type(raw).__name__} {raw!r}")
+    if cls is ModelConfig:
+        return ModelConfig.from_mapping(raw, prefix)
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in raw:
+        if key not in names:
+            raise ConfigError(_unknown_key(prefix + str(key), key, names, f"in {where}"))
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        key = prefix + f.name
+        if f.name not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"missing required key {key!r}")
+            continue
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[f.name] = _build(hint, raw[f.name], key + ".")
+        else:
+            kwargs[f.name] = coerce(raw[f.name], hint, key)
+    return cls(**kwargs)
+
+
+def _unknown_key(full_key: str, key: Any, known: Sequence[str], where: str) -> str:
+    prefix = full_key[: len(full_key) - len(str(key))]
+    close = difflib.get_close_matches(str(key), list(known), n=1)
+    hint = f"; did you mean {prefix + close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
+    return f"unknown key {full_key!r} {where}{hint}"
+
+
+def _type_error(value: Any, annotation: Any, key: str) -> ConfigError:
+    return ConfigError(f"{key}: expected {_describe(annotation)}, got {type(value).__name__} {value!r}")
+
+
+def _describe(annotation: Any) -> str:
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation in (None, type(None)):
+        return "null"
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if origin is Literal:
+        return "one of " + ", ".join(map(repr, args))
+    if origin is tuple:
+        return f"a list of {len(args)}" if args and args[-1] is not Ellipsis else "a list"
+    if origin in (list, Sequence, typing.Sequence):
+        return f"a list of {_describe(args[0])}" if args else "a list"
+    if origin in (dict, Mapping, typing.Mapping):
+        return f"a mapping {_describe(args[0])} -> {_describe(args[1])}" if args else "a mapping"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists, recursively, so the config dumps as plain YAML."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _deep_copy(raw: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in raw.items()}

@@ -1,0 +1,152 @@
+"""Datasets of a training run: reading the configured files and the seeded train/validation/test split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from ase.data import chemical_symbols
+from torch_geometric.data import Dataset
+
+from ..data import keys
+from ..data.datasets import QM9, ASEDataset, random_split_indices
+from ..data.statistics import isolated_atom_energies
+from ..data.units import energy_unit_factor
+from .ase_frames import ASETrainingSet
+from .config import DataConfig
+
+
+@dataclass
+class Splits:
+    """The three datasets and the indices that define them.
+
+    Attributes:
+        train, val, test: graph datasets (``test`` may be empty).
+        indices: ``{"train", "val", "test"}`` -> indices into the file each was drawn from
+            (``path``, or ``test_path`` for the test set when given); stored in checkpoints.
+    """
+
+    train: Dataset
+    val: Dataset
+    test: Dataset
+    indices: dict[str, list[int]]
+
+    def has(self, key: str) -> bool:
+        """Whether the training graphs carry the target ``key`` (``energy``, ``forces``, ``stress``)."""
+        return key in self.train[0]
+
+
+def read_dataset(
+    path: str | Path,
+    r_max: float,
+    dtype: torch.dtype,
+    format: str = "ase",
+    target: str | None = None,
+    energy_key: str | None = None,
+    forces_key: str | None = None,
+    stress_key: str | None = None,
+    energy_unit: str = "eV",
+    cache_dir: str | None = None,
+) -> Dataset:
+    """All graphs of one file (see :class:`~molequi.training.config.DataConfig` for the arguments).
+
+    ASE files are read with :class:`~molequi.training.ase_frames.ASETrainingSet`, which leaves out a
+    target that only some frames have (e.g. the stress of the periodic frames of a mixed file).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: unreadable frames (naming file and frame), an unknown QM9 ``target``, or a
+            ``target`` given for an ASE file.
+    """
+    if not Path(path).exists():
+        raise FileNotFoundError(f"data file not found: {path} (relative paths start in {Path.cwd()})")
+    if format == "qm9":
+        return QM9(source=path, r_max=r_max, energy_property=target or "U0", dtype=dtype, cache_dir=cache_dir)
+    if format != "ase":
+        raise ValueError(f"unknown data format {format!r}; expected ase or qm9")
+    if target is not None:
+        raise ValueError("a target property is only read from QM9 (use the energy key for other files)")
+    return ASETrainingSet(
+        path, r_max=r_max, energy_key=energy_key, forces_key=forces_key, stress_key=stress_key,
+        energy_unit=energy_unit, dtype=dtype, cache_dir=cache_dir,
+    )  # fmt: skip
+
+
+def _read(config: DataConfig, path: str, r_max: float, dtype: torch.dtype) -> Dataset:
+    return read_dataset(
+        path, r_max, dtype, format=config.format, target=config.target, energy_key=config.energy_key,
+        forces_key=config.forces_key, stress_key=config.stress_key, energy_unit=config.energy_unit, cache_dir=config.cache_dir,
+    )  # fmt: skip
+
+
+def load_splits(
+    config: DataConfig, r_max: float, dtype: torch.dtype, seed: int, indices: dict[str, list[int]] | None = None
+) -> Splits:
+    """Read the data and split it (or re-apply stored ``indices`` when resuming).
+
+    The training and validation sets are drawn at random (seeded) from ``config.path``; the test
+    set is ``config.test_path`` or else the rest of ``config.path``, cut to ``config.test_size``
+    frames drawn at random.
+
+    Raises:
+        ValueError: sizes that do not fit the file, frames without an energy, stored indices
+            that do not fit the file, or validation/test elements missing from the training set.
+    """
+    full = _read(config, config.path, r_max, dtype)
+    if keys.ENERGY not in full[0]:
+        raise ValueError(f"{config.path}: the frames have no energy; set data.energy_key (or data.target for QM9)")
+    test_source = _read(config, config.test_path, r_max, dtype) if config.test_path else full
+    if indices is None:
+        indices = _draw(config, len(full), len(test_source), seed)
+    for name, source in (("train", full), ("val", full), ("test", test_source)):
+        if indices[name] and max(indices[name]) >= len(source):
+            raise ValueError(f"stored {name} indices do not fit the data ({len(source)} frames): has the file changed?")
+    splits = Splits(full[indices["train"]], full[indices["val"]], test_source[indices["test"]], indices)
+    _check_elements(splits)
+    return splits
+
+
+def _draw(config: DataConfig, num: int, test_num: int, seed: int) -> dict[str, list[int]]:
+    """Seeded random train/validation indices (and test indices) into the files."""
+    train, val, rest = random_split_indices(num, [config.train_size, config.val_size], seed)
+    if len(val) == 0:
+        raise ValueError(f"data.val_size {config.val_size} of {num} frames leaves no validation frames")
+    test = torch.arange(test_num) if config.test_path else rest
+    if config.test_size is not None and config.test_size < len(test):
+        keep = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[: config.test_size]
+        test = test[keep.sort().values]
+    return {"train": train.tolist(), "val": val.tolist(), "test": test.tolist()}
+
+
+def _elements(dataset: Dataset) -> set[int]:
+    """Atomic numbers present in ``dataset``."""
+    return set(getattr(dataset, keys.ATOMIC_NUMBERS).unique().tolist()) if len(dataset) else set()
+
+
+def _check_elements(splits: Splits) -> None:
+    """Reject validation or test elements that the training set (hence the model) lacks."""
+    known = _elements(splits.train)
+    for name, dataset in (("validation", splits.val), ("test", splits.test)):
+        extra = _elements(dataset) - known
+        if extra:
+            names = ", ".join(chemical_symbols[z] for z in sorted(extra))
+            raise ValueError(f"the {name} set contains element(s) {names} that the training set lacks; enlarge data.train_size")
+
+
+def reference_energies(config: DataConfig, r_max: float) -> dict[int | str, float] | None:
+    """E0 per element in eV from ``config.isolated_atoms`` (a file of one-atom frames or a mapping), or None.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: a frame with more than one atom or a repeated element.
+    """
+    source = config.isolated_atoms
+    if source is None:
+        return None
+    if isinstance(source, dict):
+        factor = energy_unit_factor(config.energy_unit)
+        return {element: float(energy) * factor for element, energy in source.items()}
+    frames = ASEDataset(source, r_max=r_max, energy_key=config.energy_key, energy_unit=config.energy_unit,
+                        dtype=torch.float64, cache_dir=config.cache_dir)  # fmt: skip
+    return dict(isolated_atom_energies(frames))

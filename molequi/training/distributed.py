@@ -1,0 +1,99 @@
+"""Single-process or DDP (``torchrun``) execution: device choice, process group, reductions.
+
+``torchrun --nproc_per_node=K -m molequi.cli train config.yaml`` sets ``RANK``, ``WORLD_SIZE``,
+``LOCAL_RANK`` and ``MASTER_ADDR/PORT``; :func:`setup` then joins the process group (NCCL on
+CUDA, gloo on CPU). Without those variables everything runs in one process.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class Distributed:
+    """Where this process stands.
+
+    Attributes:
+        rank: global rank (0 writes all files).
+        world_size: number of processes.
+        local_rank: rank on this node (picks the GPU).
+        device: the device of this process.
+        owns_group: whether :func:`setup` created the process group (and :meth:`close` ends it).
+    """
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+    owns_group: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The sum of ``tensor`` over all processes (a new tensor on ``tensor``'s device)."""
+        if not self.enabled:
+            return tensor
+        total = tensor.to(self.device, copy=True)
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+        return total.to(tensor.device)
+
+    def broadcast(self, value: Any) -> Any:
+        """Rank 0's ``value`` (any picklable object) on every process."""
+        if not self.enabled:
+            return value
+        holder = [value]
+        dist.broadcast_object_list(holder, src=0)
+        return holder[0]
+
+    def barrier(self) -> None:
+        """Wait for all processes."""
+        if self.enabled:
+            dist.barrier()
+
+    def close(self) -> None:
+        """End the process group if :func:`setup` started it."""
+        if self.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+            self.owns_group = False
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` -> ``cuda:<local_rank>`` if CUDA is available, else ``cpu``; other names as given.
+
+    Raises:
+        ValueError: CUDA is asked for but not available.
+    """
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r}: CUDA is not available on this machine; use device: cpu")
+        return torch.device(f"cuda:{local_rank}" if name == "cuda" else name)
+    return torch.device(name)
+
+
+def setup(device: str) -> Distributed:
+    """Read the ``torchrun`` environment, join the process group if there are several processes, pick the device."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    resolved = resolve_device(device, local_rank)
+    if resolved.type == "cuda":
+        torch.cuda.set_device(resolved)
+    owns_group = False
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if resolved.type == "cuda" else "gloo")
+        owns_group = True
+    return Distributed(rank, world_size, local_rank, resolved, owns_group)

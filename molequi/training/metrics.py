@@ -1,0 +1,78 @@
+"""Error metrics accumulated over batches (and processes): MAE and RMSE of energy, energy per atom, forces, stress.
+
+Units are those of the data: eV, eV/atom, eV/A, eV/A^3. Force errors are over Cartesian
+components, the convention of the MD17 literature.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+
+from ..data import keys
+from .loss import atoms_per_graph
+
+#: Quantities tracked, in the order of the accumulator's rows.
+QUANTITIES = ("energy", "energy_per_atom", "forces", "stress")
+
+
+class MetricAccumulator:
+    """Sums of absolute errors, squared errors and counts, reducible across processes.
+
+    The sums live in one ``[len(QUANTITIES), 3]`` float64 tensor (abs, square, count) so that a
+    single all-reduce combines them.
+    """
+
+    def __init__(self) -> None:
+        self.sums = torch.zeros(len(QUANTITIES), 3, dtype=torch.float64)
+
+    @torch.no_grad()
+    def update(self, pred: Mapping[str, torch.Tensor], batch: Any) -> None:
+        """Add the errors of one batch; quantities missing from ``pred`` or ``batch`` are skipped.
+
+        Args:
+            pred: model output (``energy [G]``, ``forces [N, 3]``, ``stress [G, 3, 3]``).
+            batch: PyG batch with the references.
+        """
+        for row, (name, diff) in enumerate(errors(pred, batch).items()):
+            if diff is not None:
+                diff = diff.detach().double().cpu()
+                self.sums[row] += torch.stack([diff.abs().sum(), diff.square().sum(), torch.tensor(float(diff.numel()))])
+
+    def reduce(self, sum_over_processes: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Replace the sums by their totals over processes."""
+        self.sums = sum_over_processes(self.sums)
+
+    def compute(self) -> dict[str, float]:
+        """``{<quantity>_mae, <quantity>_rmse, <quantity>_mse}`` for each quantity seen."""
+        out = {}
+        for name, (abs_sum, sq_sum, count) in zip(QUANTITIES, self.sums.tolist()):
+            if count > 0:
+                out[f"{name}_mae"] = abs_sum / count
+                out[f"{name}_rmse"] = (sq_sum / count) ** 0.5
+                out[f"{name}_mse"] = sq_sum / count
+        return out
+
+
+def errors(pred: Mapping[str, torch.Tensor], batch: Any) -> dict[str, torch.Tensor | None]:
+    """Prediction minus reference for each of :data:`QUANTITIES` (None where either is missing).
+
+    Returns:
+        ``energy [G]``, ``energy_per_atom [G]``, ``forces [N, 3]``, ``stress [G, 3, 3]``.
+    """
+
+    def has(key: str) -> bool:
+        return key in pred and key in batch
+
+    out: dict[str, torch.Tensor | None] = dict.fromkeys(QUANTITIES)
+    if has(keys.ENERGY):
+        energy = pred[keys.ENERGY] - batch[keys.ENERGY]
+        out["energy"] = energy
+        out["energy_per_atom"] = energy / atoms_per_graph(batch, energy.shape[0]).to(energy.dtype)
+    if has(keys.FORCES):
+        out["forces"] = pred[keys.FORCES] - batch[keys.FORCES]
+    if has(keys.STRESS):
+        out["stress"] = pred[keys.STRESS] - batch[keys.STRESS].reshape(-1, 3, 3)
+    return out

@@ -1,0 +1,389 @@
+"""The training loop: data, statistics, model, AdamW with warm-up and decay, EMA, early stopping, resume, DDP.
+
+Files written into ``output_dir`` (by rank 0 only, each atomically):
+
+* ``config.yaml``: the full configuration of the run;
+* ``model.pt``: the EMA weights of the best epoch (lowest validation loss), a
+  :func:`molequi.models.save_model` file with the training-set statistics;
+* ``checkpoint.pt``: everything needed to continue exactly (``resume=True``), after every epoch;
+* ``metrics.csv``: one row per epoch (learning rate, training and validation loss and errors);
+* ``metrics.json``: test (and best validation) errors of ``model.pt`` at the end;
+* ``learning_curves.png``, ``parity_energy.png``, ``parity_forces.png``.
+
+Exact resume: the data split is stored, batches are shuffled from ``(seed, epoch)`` alone, and
+the checkpoint holds the weights, optimizer, schedule, EMA, counters and generator states, so
+``max_epochs: 2`` equals one epoch plus a resumed one (bit for bit on the CPU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
+from torch_geometric.loader import DataLoader
+from tqdm.auto import tqdm
+
+from ..data import keys
+from ..data.statistics import compute_statistics
+from ..models.checkpoint import UNITS, load_model, model_from_dict, model_to_dict, save_model
+from .config import TrainConfig
+from .data import Splits, load_splits, reference_energies
+from .distributed import Distributed, setup
+from .ema import ExponentialMovingAverage
+from .evaluate import evaluate
+from .files import atomic_write_json, atomic_write_text
+from .history import History
+from .loss import WeightedLoss
+from .metrics import MetricAccumulator
+from .model_factory import build_model, model_arguments, model_r_max
+from .plots import plot_learning_curves, plot_predictions
+from .schedule import LearningRateSchedule
+from .state import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
+from .yaml_io import dump_yaml
+
+logger = logging.getLogger(__name__)
+
+#: Config keys that may differ between a checkpoint and the run that resumes it.
+RESUMABLE_CHANGES = frozenset(
+    {"max_epochs", "max_minutes", "device", "progress_bar", "tensorboard", "early_stopping_patience",
+     "eval_batch_size", "output_dir", "data.cache_dir"}
+)  # fmt: skip
+#: Files of a run, removed first when ``overwrite`` starts a new run in the same folder.
+OUTPUT_FILES = (
+    "config.yaml", "model.pt", "checkpoint.pt", "metrics.csv", "metrics.json",
+    "learning_curves.png", "parity_energy.png", "parity_forces.png",
+)  # fmt: skip
+
+
+@dataclass
+class TrainResult:
+    """What a finished run reports.
+
+    Attributes:
+        output_dir: the run's folder.
+        epochs: epochs completed.
+        best_epoch: the epoch whose EMA weights are in model.pt.
+        stop_reason: ``max_epochs``, ``early_stopping`` or ``max_minutes``.
+        val_metrics: validation errors of model.pt (eV, eV/atom, eV/A).
+        test_metrics: test errors of model.pt (empty without a test set).
+        wall_time_s: training time over all sessions of the run.
+    """
+
+    output_dir: Path
+    epochs: int
+    best_epoch: int
+    stop_reason: str
+    val_metrics: dict[str, float]
+    test_metrics: dict[str, float]
+    wall_time_s: float
+
+
+def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) -> TrainResult:
+    """Train as configured (see the module docstring); the Python entry point of ``molequi train``.
+
+    Args:
+        config: the run (see :func:`molequi.training.load_config`).
+        resume: continue from ``output_dir/checkpoint.pt``.
+        overwrite: start afresh even if ``output_dir`` holds a previous run (its files are replaced).
+
+    Raises:
+        FileExistsError: ``output_dir`` holds a checkpoint and neither ``resume`` nor ``overwrite``.
+        FileNotFoundError: missing data or checkpoint.
+        ValueError: data that does not fit the config, or a resume with a changed config.
+    """
+    return Trainer(config, resume=resume, overwrite=overwrite).run()
+
+
+class Trainer:
+    """One training run; :meth:`run` trains, tests and writes the results (see :func:`train`)."""
+
+    def __init__(self, config: TrainConfig, resume: bool = False, overwrite: bool = False) -> None:
+        self.config = config
+        self.output_dir = Path(config.output_dir)
+        self.dtype = getattr(torch, config.dtype)
+        self.dist: Distributed = setup(config.device)
+        checkpoint = self._previous_run(resume, overwrite)
+        if config.batch_size % self.dist.world_size:
+            raise ValueError(f"batch_size {config.batch_size} is not divisible by the {self.dist.world_size} processes")
+        with default_dtype(self.dtype):
+            self.splits = self._load_data(checkpoint["split"] if checkpoint else None)
+            self.loss = WeightedLoss(config.loss)
+            self._check_targets(self.splits)
+            seed_everything(config.seed)
+            if checkpoint:
+                self.statistics: dict[str, Any] = checkpoint["model"]["statistics"]
+                model = model_from_dict(checkpoint["model"])
+            else:
+                self.statistics, model = self._new_model()
+            self.model = model.to(self.dist.device)
+            self.ema = ExponentialMovingAverage(self.model, config.optim.ema_decay)
+            optim = config.optim
+            self.optimizer = torch.optim.AdamW(
+                self.model.parameters(), lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay, amsgrad=optim.amsgrad
+            )
+            self.network = DistributedDataParallel(self.model) if self.dist.enabled else self.model
+            sampler = DistributedSampler(
+                self.splits.train, num_replicas=self.dist.world_size, rank=self.dist.rank, shuffle=True, seed=config.seed
+            )
+            self.loader = DataLoader(self.splits.train, batch_size=config.batch_size // self.dist.world_size, sampler=sampler)
+            self.schedule = LearningRateSchedule(self.optimizer, optim, len(self.loader), config.max_epochs)
+        self.history = History(self.output_dir, write=self.dist.is_main, tensorboard=config.tensorboard)
+        self.epoch, self.best_epoch, self.bad_epochs = 0, 0, 0
+        self.best_loss = math.inf
+        self.elapsed_s, self.last_epoch_s = 0.0, 0.0
+        if checkpoint:
+            self._restore(checkpoint)
+        elif self.dist.is_main:
+            atomic_write_text(self.output_dir / "config.yaml", dump_yaml(config.to_dict()))
+
+    # ------------------------------------------------------------------ setup
+    def _previous_run(self, resume: bool, overwrite: bool) -> dict[str, Any] | None:
+        """The checkpoint to resume from, after checking that the config may resume it."""
+        path = self.output_dir / "checkpoint.pt"
+        if resume:
+            checkpoint = load_checkpoint(path)
+            _check_resumable(checkpoint["config"], self.config.to_dict())
+            return checkpoint
+        if path.exists():
+            if not overwrite:
+                raise FileExistsError(f"{self.output_dir} holds a previous run; resume it, overwrite it, or choose another output_dir")
+            if self.dist.is_main:
+                for name in OUTPUT_FILES:
+                    (self.output_dir / name).unlink(missing_ok=True)
+            self.dist.barrier()
+        return None
+
+    def _load_data(self, indices: dict[str, list[int]] | None) -> Splits:
+        """Read and split the data; rank 0 first, so that it alone fills the dataset cache."""
+        r_max = model_r_max(self.config.model)
+        if not self.dist.is_main:
+            self.dist.barrier()
+        splits = load_splits(self.config.data, r_max, self.dtype, self.config.seed, indices)
+        if self.dist.is_main:
+            self.dist.barrier()
+            logger.info("data: %d train, %d validation, %d test frames", len(splits.train), len(splits.val), len(splits.test))
+        return splits
+
+    def _check_targets(self, splits: Splits) -> None:
+        for key, needed, weight in ((keys.FORCES, self.loss.needs_forces, "forces_weight"), (keys.STRESS, self.loss.needs_stress, "stress_weight")):
+            if needed and not splits.has(key):
+                raise ValueError(f"loss.{weight} > 0 but the training data has no {key}; set loss.{weight}: 0")
+
+    def _new_model(self) -> tuple[dict[str, Any], torch.nn.Module]:
+        """Statistics of the training set and a freshly initialised model built from them."""
+        references = reference_energies(self.config.data, model_r_max(self.config.model))
+        statistics = compute_statistics(self.splits.train, atomic_energies=references)
+        arguments = model_arguments(self.config.model, statistics)
+        model = build_model(self.config.model.name, arguments)
+        if self.dist.is_main:
+            logger.info(
+                "statistics: elements %s, avg_num_neighbors %.3f, scale %.4g, shift %.4g (E0 by %s)",
+                statistics.elements, statistics.avg_num_neighbors, arguments.get("scale", float("nan")),
+                arguments.get("shift", float("nan")), statistics.atomic_energies_source,
+            )  # fmt: skip
+        return statistics.to_dict(), model
+
+    def _restore(self, checkpoint: dict[str, Any]) -> None:
+        self.ema.load_state_dict(checkpoint["ema"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.schedule.load_state_dict(checkpoint["schedule"])
+        progress = checkpoint["progress"]
+        self.epoch, self.best_epoch, self.bad_epochs = progress["epoch"], progress["best_epoch"], progress["bad_epochs"]
+        self.best_loss, self.elapsed_s, self.last_epoch_s = progress["best_loss"], progress["elapsed_s"], progress["last_epoch_s"]
+        self.history.restore(checkpoint["history"])
+        set_rng_state(checkpoint["rng"])
+        if self.dist.is_main:
+            logger.info("resuming %s after epoch %d (best epoch %d)", self.output_dir, self.epoch, self.best_epoch)
+
+    # ------------------------------------------------------------------ loop
+    def run(self) -> TrainResult:
+        """Train until a stop condition holds, then test model.pt and write metrics.json and the plots."""
+        try:
+            with default_dtype(self.dtype):
+                stop = self._stop_reason()
+                while stop is None:
+                    self._epoch()
+                    stop = self._stop_reason()
+                return self._finish(stop)
+        finally:
+            self.history.close()
+            self.dist.close()
+
+    def _epoch(self) -> None:
+        """Train one epoch, validate the EMA weights, keep the best, log and checkpoint."""
+        start = time.perf_counter()
+        epoch = self.epoch + 1
+        train_metrics = self._train_epoch(epoch)
+        lr = self.schedule.lr
+        val_metrics = self._validate()
+        self.schedule.epoch_end(val_metrics["loss"])
+        if val_metrics["loss"] < self.best_loss:
+            self.best_loss, self.best_epoch, self.bad_epochs = val_metrics["loss"], epoch, 0
+            if self.dist.is_main:
+                save_model(self.ema.module, self.output_dir / "model.pt", statistics=self.statistics)
+        else:
+            self.bad_epochs += 1
+        self.epoch = epoch
+        self.last_epoch_s = time.perf_counter() - start
+        self.elapsed_s += self.last_epoch_s
+        row = {"epoch": epoch, "lr": lr}
+        row.update({f"train_{k}": v for k, v in train_metrics.items()})
+        row.update({f"val_{k}": v for k, v in val_metrics.items()})
+        self.history.append(row)
+        if self.dist.is_main:
+            logger.info(_summary(row, self.config.max_epochs, self.last_epoch_s, epoch == self.best_epoch))
+            save_checkpoint(self._state(), self.output_dir / "checkpoint.pt")
+
+    def _train_epoch(self, epoch: int) -> dict[str, float]:
+        self.network.train()
+        self.loader.sampler.set_epoch(epoch)
+        accumulator = MetricAccumulator()
+        clip = self.config.optim.grad_clip
+        bar = tqdm(
+            self.loader, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True,
+            disable=not (self.config.progress_bar and self.dist.is_main),
+        )  # fmt: skip
+        running = 0.0
+        for step, batch in enumerate(bar, 1):
+            batch = batch.to(self.dist.device)
+            pred = self.network(batch, compute_forces=self.loss.needs_forces, compute_stress=self.loss.needs_stress)
+            loss = self.loss(pred, batch, self.dist.sum, self.dist.world_size)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"the loss is {loss.item()} at epoch {epoch}, step {step}: training diverged; lower optim.lr")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            self.optimizer.step()
+            self.schedule.step()
+            self.ema.update(self.model)
+            accumulator.update(pred, batch)
+            running += (loss.item() / self.dist.world_size - running) / step
+            bar.set_postfix(loss=f"{running:.4g}", lr=f"{self.schedule.lr:.2e}", refresh=False)
+        accumulator.reduce(self.dist.sum)
+        return self._summarize(accumulator)
+
+    def _validate(self) -> dict[str, float]:
+        """Errors and loss of the EMA weights on the validation set (each process takes every k-th graph)."""
+        shard = self.splits.val[self.dist.rank :: self.dist.world_size]
+        accumulator, _ = evaluate(self.ema.module, shard, self.dist.device, self.config.eval_batch_size)
+        accumulator.reduce(self.dist.sum)
+        return self._summarize(accumulator)
+
+    def _summarize(self, accumulator: MetricAccumulator) -> dict[str, float]:
+        """``loss`` plus MAE and RMSE of each quantity (mean squared errors dropped)."""
+        metrics = accumulator.compute()
+        mse = {k.removesuffix("_mse"): v for k, v in metrics.items() if k.endswith("_mse")}
+        return {"loss": self.loss.from_mse(mse), **{k: v for k, v in metrics.items() if not k.endswith("_mse")}}
+
+    def _stop_reason(self) -> str | None:
+        """Why to stop now, decided by rank 0 (whose clock counts) for all processes."""
+        reason = None
+        config = self.config
+        if self.epoch >= config.max_epochs:
+            reason = "max_epochs"
+        elif config.early_stopping_patience is not None and self.bad_epochs >= config.early_stopping_patience:
+            reason = "early_stopping"
+        elif config.max_minutes is not None and self.elapsed_s + self.last_epoch_s > 60 * config.max_minutes:
+            reason = "max_minutes"
+        return self.dist.broadcast(reason)
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "config": self.config.to_dict(),
+            "model": model_to_dict(self.model, self.statistics),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "progress": {
+                "epoch": self.epoch, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
+                "best_loss": self.best_loss, "elapsed_s": self.elapsed_s, "last_epoch_s": self.last_epoch_s,
+            },  # fmt: skip
+            "history": self.history.rows,
+            "split": self.splits.indices,
+            "rng": rng_state(),
+        }
+
+    # ------------------------------------------------------------------ end
+    def _finish(self, stop: str) -> TrainResult:
+        """Test model.pt, write metrics.json and the plots (rank 0), and report."""
+        best_row = next(row for row in self.history.rows if row["epoch"] == self.best_epoch)
+        val_metrics = {k.removeprefix("val_"): v for k, v in best_row.items() if k.startswith("val_")}
+        test_metrics = None
+        if self.dist.is_main:
+            logger.info("stopped after epoch %d (%s); testing the EMA weights of epoch %d", self.epoch, stop, self.best_epoch)
+            test_metrics = self._write_results(stop, val_metrics)
+        test_metrics = self.dist.broadcast(test_metrics)
+        return TrainResult(self.output_dir, self.epoch, self.best_epoch, stop, val_metrics, test_metrics, self.elapsed_s)
+
+    def _write_results(self, stop: str, val_metrics: dict[str, float]) -> dict[str, float]:
+        """Test metrics of model.pt, metrics.json and the plots (parity on the test set, else validation)."""
+        model = load_model(self.output_dir / "model.pt", map_location=self.dist.device)
+        evaluated = self.splits.test if len(self.splits.test) else self.splits.val
+        accumulator, predictions = evaluate(model, evaluated, self.dist.device, self.config.eval_batch_size, collect=True)
+        test_metrics = self._summarize(accumulator) if len(self.splits.test) else {}
+        summary = {
+            "test": test_metrics,
+            "val": val_metrics,
+            "best_epoch": self.best_epoch,
+            "epochs": self.epoch,
+            "stop_reason": stop,
+            "wall_time_s": self.elapsed_s,
+            "frames": {name: len(getattr(self.splits, name)) for name in ("train", "val", "test")},
+            "units": {**UNITS, "energy_per_atom": "eV/atom"},
+        }
+        atomic_write_json(self.output_dir / "metrics.json", summary)
+        plot_learning_curves(self.history.rows, self.output_dir / "learning_curves.png")
+        plot_predictions(predictions, self.output_dir)
+        return test_metrics
+
+
+@contextlib.contextmanager
+def default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    """Make ``dtype`` torch's default inside the block."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def _flatten(config: dict[str, Any]) -> dict[str, Any]:
+    """``{"data": {"path": p}}`` -> ``{"data.path": p}`` (sections are one level deep)."""
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update({f"{key}.{name}": item for name, item in value.items()})
+        else:
+            out[key] = value
+    return out
+
+
+def _check_resumable(saved: dict[str, Any], current: dict[str, Any]) -> None:
+    """Reject a resume whose config differs from the checkpoint's beyond :data:`RESUMABLE_CHANGES`."""
+    old, new = _flatten(saved), _flatten(current)
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
+    if changed:
+        details = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
+        raise ValueError(f"cannot resume: the config differs from the checkpoint's in {details} (only {', '.join(sorted(RESUMABLE_CHANGES))} may change)")
+
+
+def _summary(row: dict[str, float], max_epochs: int, seconds: float, best: bool) -> str:
+    """One log line per epoch, errors in meV."""
+    parts = [f"epoch {row['epoch']:>4d}/{max_epochs}", f"lr {row['lr']:.2e}", f"loss {row['train_loss']:.4g}/{row['val_loss']:.4g}"]
+    if "val_energy_per_atom_mae" in row:
+        parts.append(f"val E/atom MAE {1000 * row['val_energy_per_atom_mae']:.2f} meV")
+    if "val_forces_mae" in row:
+        parts.append(f"val F MAE {1000 * row['val_forces_mae']:.1f} meV/Å")
+    parts.append(f"{seconds:.1f} s" + (" *" if best else ""))
+    return "  ".join(parts)
