@@ -18,6 +18,9 @@ key                shape        meaning
 ``forces``         [N, 3]       eV / Angstrom
 ``stress``         [1, 3, 3]    eV / Angstrom^3, ASE sign convention
 ``batch``          [N] long     graph of each atom (set by PyG ``Batch``)
+``has_<target>``   [1] bool     only in datasets read with ``fill_missing=True`` where some
+                                frames lack ``<target>``: False where the target is a
+                                zero placeholder that a loss must ignore
 =================  ===========  ===========================================================
 
 Per-graph tensors carry a leading axis of length 1 so that PyG ``Batch`` concatenates
@@ -35,6 +38,13 @@ ENERGY = "energy"
 FORCES = "forces"
 STRESS = "stress"
 BATCH = "batch"
+
+
+
+def availability_key(target: str) -> str:
+    """Name of the per-graph flag telling whether ``target`` is real (``has_<target>``)."""
+    return f"has_{target}"
+
 
 #: Per-graph attributes (leading axis of length 1).
 GRAPH_KEYS = (CELL, PBC, ENERGY, STRESS)

@@ -112,16 +112,31 @@ def test_cache_is_reused_and_keyed_by_options(shared_data, tmp_path):
 def test_demo_dataset(tmp_path):
     path = DEMO / "emt_cu.extxyz"
     assert path.stat().st_size < 1_000_000
-    with pytest.raises(ValueError, match="has targets"):  # clusters have no stress, bulk frames do
-        load(path, tmp_path)
-    data = load(path, tmp_path, stress_key=None, index="120:")  # the periodic frames
-    assert all(g.pbc.all() for g in data) and all(g.stress.shape == (1, 3, 3) for g in data)
-    assert len(data) == 100
-    small = [g for g in data if g.num_nodes == 1]
+    with pytest.raises(ValueError, match="frame 120: has targets .*stress.* fill_missing=True"):
+        load(path, tmp_path)  # clusters have no stress, periodic frames do
+    data = load(path, tmp_path, fill_missing=True)
+    assert len(data) == 220
+    periodic = [g for g in data if g.pbc.all()]
+    assert len(periodic) == 100 and all(g.has_stress.item() for g in periodic)
+    assert all(not g.has_stress.item() and (g.stress == 0).all() for g in data if not g.pbc.any())
+    assert "has_energy" not in data[0] and "has_forces" not in data[0]  # present everywhere: no flag
+    small = [g for g in periodic if g.num_nodes == 1]
     assert small and all((g.edge_index[0] == g.edge_index[1]).all() for g in small)  # only own images
-    clusters = load(path, tmp_path, index=":120")
-    batch = next(iter(DataLoader(clusters, batch_size=7)))
-    assert batch.num_graphs == 7 and batch.energy.shape == (7,)
+    batch = next(iter(DataLoader(data, batch_size=220)))
+    assert batch.stress.shape == (220, 3, 3) and batch.has_stress.shape == (220,) and int(batch.has_stress.sum()) == 100
+
+
+def test_fill_missing_forces_have_atom_shape(tmp_path):
+    path = tmp_path / "mixed.extxyz"
+    a = ase.Atoms("H2", positions=[[0, 0, 0], [0.7, 0, 0]])
+    b = ase.Atoms("H3", positions=[[0, 0, 0], [0.9, 0, 0], [0, 0.9, 0]])
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    a.calc = SinglePointCalculator(a, energy=-1.0)
+    b.calc = SinglePointCalculator(b, energy=-2.0, forces=np.ones((3, 3)))
+    ase.io.write(path, [a, b], format="extxyz")
+    data = load(path, tmp_path, fill_missing=True)
+    assert data[0].forces.shape == (2, 3) and not data[0].has_forces.item() and data[1].has_forces.item()
 
 
 def write_frames(path: Path, n: int, bad: dict[int, str]) -> None:

@@ -38,6 +38,10 @@ class ASEDataset(GraphDataset):
         elements: if given, atomic numbers allowed; other elements raise.
         skip_invalid: leave out invalid frames with a warning that says how many and
             why, instead of raising.
+        fill_missing: accept frames that lack a target others have (e.g. stress only on
+            periodic frames): the gap is filled with zeros and each graph gets a
+            ``has_<target>`` [1] bool flag (False = placeholder). Without it such a file
+            raises, naming the first frame that differs.
         dtype: float dtype of the graphs (default ``torch.get_default_dtype()``).
         cache_dir: folder of the processed file (default :func:`~molequi.data.datasets.cache.default_cache_dir`).
         transform: PyG transform applied on access.
@@ -61,6 +65,7 @@ class ASEDataset(GraphDataset):
         info_keys: Sequence[str] = (),
         elements: Iterable[int] | None = None,
         skip_invalid: bool = False,
+        fill_missing: bool = False,
         dtype: torch.dtype | None = None,
         cache_dir: str | Path | None = None,
         transform: Callable | None = None,
@@ -74,7 +79,7 @@ class ASEDataset(GraphDataset):
         options = dict(
             source=file_identity(self.path), r_max=r_max, energy_key=energy_key, forces_key=forces_key,
             stress_key=stress_key, energy_unit=energy_unit, index=index, format=fmt, info_keys=list(info_keys),
-            elements=elements, skip_invalid=skip_invalid, dtype=str(dtype),
+            elements=elements, skip_invalid=skip_invalid, fill_missing=fill_missing, dtype=str(dtype),
         )  # fmt: skip
 
         def frames() -> Iterator[tuple[int, Structure | ValueError]]:
@@ -86,7 +91,7 @@ class ASEDataset(GraphDataset):
                     yield frame, err
 
         def build():
-            graphs, skipped = build_graphs(frames(), r_max, dtype, elements, skip_invalid)
+            graphs, skipped = build_graphs(frames(), r_max, dtype, elements, skip_invalid, fill_missing)
             return graphs, {"source": str(self.path), "energy_unit_in_file": energy_unit, "skipped": skipped}
 
         super().__init__(cache_file(cache_dir, "ase", options), build, transform)

@@ -7,11 +7,14 @@ from collections.abc import Iterable
 import torch
 from torch_geometric.data import Data
 
+from molequi.data import keys
 from molequi.data.graph import structures_to_graphs
 from molequi.data.structure import Structure
 
 #: Frames converted per batched neighbour-list call.
 CHUNK_FRAMES = 256
+#: Graph attributes that describe the structure, not a target.
+_STRUCTURE_KEYS = {keys.ATOMIC_NUMBERS, keys.POSITIONS, keys.EDGE_INDEX, keys.EDGE_SHIFT, keys.CELL, keys.PBC}
 
 
 def build_graphs(
@@ -20,6 +23,7 @@ def build_graphs(
     dtype: torch.dtype | None = None,
     elements: Iterable[int] | None = None,
     skip_invalid: bool = False,
+    fill_missing: bool = False,
 ) -> tuple[list[Data], list[list]]:
     """Convert a stream of frames to graphs, ``CHUNK_FRAMES`` at a time.
 
@@ -28,7 +32,10 @@ def build_graphs(
             that could not be read (e.g. a missing energy key).
         r_max, dtype, elements: see :func:`~molequi.data.graph.structures_to_graphs`.
         skip_invalid: leave out invalid frames (recording why) instead of raising.
-            Every frame must carry the same targets as the first valid one.
+        fill_missing: allow frames to differ in which targets they carry: a target that
+            some frames lack is filled with zeros there, and every graph gets a
+            ``has_<target>`` flag (see :func:`fill_missing_targets`). Otherwise every
+            frame must carry the same targets as the first one.
 
     Returns:
         the graphs, and ``[[frame number, reason], ...]`` for every skipped frame.
@@ -66,13 +73,37 @@ def build_graphs(
             continue
         if expected is None:
             expected = set(item.targets)
-        elif set(item.targets) != expected:
+        elif set(item.targets) != expected and not fill_missing:
             have, want = sorted(item.targets) or ["none"], sorted(expected) or ["none"]
-            reject(frame, ValueError(f"{item.where}: has targets {have} but the first frame has {want}; name the keys to require them"))
+            reject(frame, ValueError(f"{item.where}: has targets {have} but the first frame has {want}; pass fill_missing=True to fill the gaps with flagged zeros"))
             continue
         chunk.append((frame, item))
         if len(chunk) >= CHUNK_FRAMES:
             flush()
     if chunk:
         flush()
+    if fill_missing:
+        fill_missing_targets(graphs)
     return graphs, skipped
+
+
+def fill_missing_targets(graphs: list[Data]) -> None:
+    """Give every graph every target that some graph has (zeros where absent), in place.
+
+    For each such target ``t`` all graphs get ``has_<t>`` ([1] bool): False marks a
+    zero placeholder. Targets every graph has get no flag.
+    """
+    templates: dict[str, torch.Tensor] = {}
+    for graph in graphs:
+        for key in graph.keys():
+            if key not in templates and key not in _STRUCTURE_KEYS:
+                templates[key] = graph[key]
+    for key, template in templates.items():
+        present = [key in graph for graph in graphs]
+        if all(present):
+            continue
+        for graph, has in zip(graphs, present):
+            if not has:
+                shape = (graph.num_nodes, *template.shape[1:]) if key == keys.FORCES else template.shape
+                graph[key] = torch.zeros(shape, dtype=template.dtype)
+            graph[keys.availability_key(key)] = torch.tensor([has])

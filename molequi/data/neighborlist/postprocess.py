@@ -55,6 +55,11 @@ def _canonical_order(i: Tensor, j: Tensor, shift: Tensor, num_atoms: int) -> Ten
     low = shift.min()
     width = int(shift.max() - low) + 1
     code = ((shift[:, 0] - low) * width + (shift[:, 1] - low)) * width + (shift[:, 2] - low)
+    pair = i * num_atoms + j
+    if num_atoms**2 * width**3 < 2**62:  # one int64 key
+        key = pair * width**3 + code
+        if bool((key[1:] >= key[:-1]).all()):  # molecules from the torch backend come sorted
+            return torch.arange(key.numel(), device=key.device)
+        return torch.sort(key, stable=True).indices
     order = torch.sort(code, stable=True).indices
-    pair = i[order] * num_atoms + j[order]
-    return order[torch.sort(pair, stable=True).indices]
+    return order[torch.sort(pair[order], stable=True).indices]
