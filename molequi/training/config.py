@@ -198,6 +198,7 @@ class TrainConfig:
         early_stopping_patience: stop after this many epochs without a better validation loss
             (None: never).
         progress_bar: show a tqdm bar per epoch.
+        plots: write the learning-curve and parity PNGs at the end.
         tensorboard: also log to TensorBoard under ``output_dir/tensorboard`` when it is installed.
     """
 
@@ -215,6 +216,7 @@ class TrainConfig:
     eval_batch_size: int = 20
     early_stopping_patience: int | None = None
     progress_bar: bool = True
+    plots: bool = True
     tensorboard: bool = True
 
     def __post_init__(self) -> None:

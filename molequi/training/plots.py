@@ -26,7 +26,7 @@ CURVES = (
 def save_figure(figure: plt.Figure, path: str | os.PathLike) -> None:
     """Write ``figure`` as a PNG atomically and close it."""
     try:
-        atomic_write(path, lambda file: figure.savefig(file, format="png", dpi=120, bbox_inches="tight"))
+        atomic_write(path, lambda file: figure.savefig(file, format="png", dpi=110))
     finally:
         plt.close(figure)
 

@@ -54,7 +54,7 @@ logger = logging.getLogger(__name__)
 
 #: Config keys that may differ between a checkpoint and the run that resumes it.
 RESUMABLE_CHANGES = frozenset(
-    {"max_epochs", "max_minutes", "device", "progress_bar", "tensorboard", "early_stopping_patience",
+    {"max_epochs", "max_minutes", "device", "progress_bar", "plots", "tensorboard", "early_stopping_patience",
      "eval_batch_size", "output_dir", "data.cache_dir"}
 )  # fmt: skip
 #: Files of a run, removed first when ``overwrite`` starts a new run in the same folder.
@@ -328,9 +328,11 @@ class Trainer:
     def _write_results(self, stop: str, val_metrics: dict[str, float]) -> dict[str, float]:
         """Test metrics of model.pt, metrics.json and the plots (parity on the test set, else validation)."""
         model = load_model(self.output_dir / "model.pt", map_location=self.dist.device)
-        evaluated = self.splits.test if len(self.splits.test) else self.splits.val
-        accumulator, predictions = evaluate(model, evaluated, self.dist.device, self.config.eval_batch_size, collect=True)
-        test_metrics = self._summarize(accumulator) if len(self.splits.test) else {}
+        device, batch_size, plots = self.dist.device, self.config.eval_batch_size, self.config.plots
+        test_metrics, predictions = {}, None
+        if len(self.splits.test):
+            accumulator, predictions = evaluate(model, self.splits.test, device, batch_size, collect=plots)
+            test_metrics = self._summarize(accumulator)
         summary = {
             "test": test_metrics,
             "val": val_metrics,
@@ -342,8 +344,11 @@ class Trainer:
             "units": {**UNITS, "energy_per_atom": "eV/atom"},
         }
         atomic_write_json(self.output_dir / "metrics.json", summary)
-        plot_learning_curves(self.history.rows, self.output_dir / "learning_curves.png")
-        plot_predictions(predictions, self.output_dir)
+        if plots:
+            if predictions is None:
+                _, predictions = evaluate(model, self.splits.val, device, batch_size, collect=True)
+            plot_learning_curves(self.history.rows, self.output_dir / "learning_curves.png")
+            plot_predictions(predictions, self.output_dir)
         return test_metrics
 
 
