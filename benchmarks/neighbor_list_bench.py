@@ -70,11 +70,17 @@ def main() -> None:
     flat = torch.cat(pos)
     batch = torch.repeat_interleave(torch.arange(len(pos)), torch.tensor([len(p) for p in pos]))
     box = water_box()
-    box_pos, box_cell = torch.tensor(box.positions, dtype=torch.float32), torch.tensor(box.cell.array, dtype=torch.float32)
+    box_pos, box_cell = (
+        torch.tensor(box.positions, dtype=torch.float32),
+        torch.tensor(box.cell.array, dtype=torch.float32),
+    )
     r = args.r_max
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, r_max {r} A, {len(frames)} aspirin frames, water box {len(box)} atoms")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, r_max {r} A, "
+        f"{len(frames)} aspirin frames, water box {len(box)} atoms"
+    )
     print("| backend | device | aspirin, 1 graph/call | aspirin, batched | water box (999 atoms) |")
     print("|---|---|---|---|---|")
     for backend in available_backends():
@@ -82,7 +88,11 @@ def main() -> None:
             p_dev, f_dev, b_dev = [p.to(device) for p in pos], flat.to(device), batch.to(device)
             single = rate(lambda: [neighbor_list(p, r, backend=backend) for p in p_dev], len(p_dev))
             batched = rate(lambda: neighbor_list(f_dev, r, batch=b_dev, backend=backend), len(p_dev))
-            water = rate(lambda: neighbor_list(box_pos.to(device), r, box_cell.to(device), True, backend=backend), 1, max_repeats=3)
+            water = rate(
+                lambda: neighbor_list(box_pos.to(device), r, box_cell.to(device), True, backend=backend),
+                1,
+                max_repeats=3,
+            )
             print(f"| {backend} | {device} | {single:,.0f} | {batched:,.0f} | {water:,.1f} |")
     full = rate(lambda: [atoms_to_graph(a, r) for a in frames], len(frames))
     print(f"\natoms_to_graph (backend auto, one frame per call): {full:,.0f} graphs/s")

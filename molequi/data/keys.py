@@ -40,7 +40,6 @@ STRESS = "stress"
 BATCH = "batch"
 
 
-
 def availability_key(target: str) -> str:
     """Name of the per-graph flag telling whether ``target`` is real (``has_<target>``)."""
     return f"has_{target}"

@@ -87,7 +87,11 @@ def compute_statistics(
     for batch in DataLoader(graphs, batch_size=batch_size):
         z = batch[keys.ATOMIC_NUMBERS]
         num_graphs = batch.num_graphs
-        counts.append(torch.zeros(num_graphs, 119, dtype=torch.float64).index_put_((batch.batch, z), torch.ones_like(z, dtype=torch.float64), accumulate=True))
+        counts.append(
+            torch.zeros(num_graphs, 119, dtype=torch.float64).index_put_(
+                (batch.batch, z), torch.ones_like(z, dtype=torch.float64), accumulate=True
+            )
+        )
         elements_seen.update(z.unique().tolist())
         n_atoms += z.numel()
         if keys.ENERGY in batch:

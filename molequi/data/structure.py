@@ -35,7 +35,15 @@ class Structure:
     where: str = "structure"
 
     @classmethod
-    def create(cls, numbers: Any, positions: Any, cell: Any = None, pbc: Any = False, targets: Mapping[str, Any] | None = None, where: str = "structure") -> Structure:
+    def create(
+        cls,
+        numbers: Any,
+        positions: Any,
+        cell: Any = None,
+        pbc: Any = False,
+        targets: Mapping[str, Any] | None = None,
+        where: str = "structure",
+    ) -> Structure:
         """Build from array-likes, zeroing the cell of a fully non-periodic frame."""
         pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,)).copy()
         cell = np.zeros((3, 3)) if cell is None or not pbc.any() else np.asarray(cell, dtype=np.float64).reshape(3, 3)
@@ -113,7 +121,9 @@ def _lookup(atoms: Atoms, key: str, where: str, what: str) -> Any:
     for _, mapping in places:
         if key in mapping:
             return mapping[key]
-    available = sorted({k for _, m in places for k in m if k not in ("numbers", "positions", "key_value_pairs", "data")})
+    available = sorted(
+        {k for _, m in places for k in m if k not in ("numbers", "positions", "key_value_pairs", "data")}
+    )
     raise ValueError(f"{where}: no {what} under key {key!r} (available keys: {', '.join(available) or 'none'})")
 
 

@@ -82,17 +82,30 @@ def test_isolated_atom_files(shared_data, tmp_path, relpath):
 
 
 def test_iso17_database_with_named_keys(shared_data, tmp_path):
-    data = load(shared_data / "iso17/iso17_40_schnetpack_test.db", tmp_path, energy_key="total_energy", forces_key="atomic_forces")
+    data = load(
+        shared_data / "iso17/iso17_40_schnetpack_test.db",
+        tmp_path,
+        energy_key="total_energy",
+        forces_key="atomic_forces",
+    )
     assert len(data) == 40 and data[0].num_nodes == 19
     assert data[0].energy.item() == pytest.approx(-11505.647279852)
 
 
 def test_qm9_database_xyz_and_sdf(shared_data, tmp_path):
-    db = load(shared_data / "qm9/qm9_20_schnetpack_test.db", tmp_path, energy_key="energy_U0", energy_unit="Ha", info_keys=["homo"])
+    db = load(
+        shared_data / "qm9/qm9_20_schnetpack_test.db",
+        tmp_path,
+        energy_key="energy_U0",
+        energy_unit="Ha",
+        info_keys=["homo"],
+    )
     assert len(db) == 20
     assert db[0].energy.item() == pytest.approx(-40.47893 * HARTREE)  # CH4, gdb 1
     assert db[0].homo.item() == pytest.approx(-0.3877)  # info keys are copied unconverted
-    xyz = load(shared_data / "qm9/qm9_reduced_100_metatrain.xyz", tmp_path, energy_key="U0", energy_unit="Ha", info_keys=["mu"])
+    xyz = load(
+        shared_data / "qm9/qm9_reduced_100_metatrain.xyz", tmp_path, energy_key="U0", energy_unit="Ha", info_keys=["mu"]
+    )
     assert len(xyz) == 100 and xyz[0].energy.item() == pytest.approx(-40.47893 * HARTREE)
     sdf = load(shared_data / "qm9/qm9_mini_deepchem.sdf", tmp_path)
     assert len(sdf) == 21 and sdf[0].z.tolist() == [6, 1, 1, 1, 1]
@@ -156,7 +169,11 @@ def write_frames(path: Path, n: int, bad: dict[int, str]) -> None:
 
 @pytest.mark.parametrize(
     "kind, message",
-    [("close", "frame 3: atoms 1 and 2 are 0.0100 A apart"), ("nan", "frame 3: positions contains NaN"), ("no_energy", "frame 3: no energy under key 'REF_energy'")],
+    [
+        ("close", "frame 3: atoms 1 and 2 are 0.0100 A apart"),
+        ("nan", "frame 3: positions contains NaN"),
+        ("no_energy", "frame 3: no energy under key 'REF_energy'"),
+    ],
 )
 def test_bad_frames_name_file_and_frame(tmp_path, kind, message):
     path = tmp_path / "bad.extxyz"
@@ -178,7 +195,9 @@ def test_skip_invalid_warns_how_many_and_why(tmp_path):
 def test_unknown_element_for_the_model(tmp_path):
     path = tmp_path / "water.extxyz"
     write_frames(path, 2, {})
-    with pytest.raises(ValueError, match=r"water.extxyz, frame 0: element\(s\) O \(Z=8\) not among the supported elements \[H, C\]"):
+    with pytest.raises(
+        ValueError, match=r"water.extxyz, frame 0: element\(s\) O \(Z=8\) not among the supported elements \[H, C\]"
+    ):
         load(path, tmp_path, elements=[1, 6])
 
 

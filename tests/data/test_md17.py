@@ -43,9 +43,17 @@ def revised_npz(shared_data, tmp_path):
 @pytest.mark.parametrize("layout", ["original", "revised"])
 def test_npz_matches_the_xyz_reader_in_ev(request, shared_data, tmp_path, layout):
     npz = request.getfixturevalue(f"{layout}_npz")
-    relpath = "md17/ethanol_md17_2000_schnetpack.xyz" if layout == "original" else "rmd17/ethanol_100_metatrain_kcalmol.xyz"
+    relpath = (
+        "md17/ethanol_md17_2000_schnetpack.xyz" if layout == "original" else "rmd17/ethanol_100_metatrain_kcalmol.xyz"
+    )
     data = MD17(npz, revised=layout == "revised", cache_dir=tmp_path / "cache", dtype=torch.float64)
-    ref = ASEDataset(shared_data / relpath, energy_unit="kcal/mol", index=f":{N_FRAMES}", cache_dir=tmp_path / "cache", dtype=torch.float64)
+    ref = ASEDataset(
+        shared_data / relpath,
+        energy_unit="kcal/mol",
+        index=f":{N_FRAMES}",
+        cache_dir=tmp_path / "cache",
+        dtype=torch.float64,
+    )
     assert len(data) == N_FRAMES
     for a, b in zip(data, ref):
         for key in ("z", "pos", "edge_index", "edge_shift", "energy", "forces"):

@@ -48,7 +48,9 @@ def test_backends_match_brute_force_on_random_cells(seed):
     reference = brute_force(pos, cell, pbc, r_max)
     results = {}
     for backend in BACKENDS:
-        edge_index, edge_shift = neighbor_list(torch.tensor(pos), r_max, torch.tensor(cell), torch.tensor(pbc), backend=backend)
+        edge_index, edge_shift = neighbor_list(
+            torch.tensor(pos), r_max, torch.tensor(cell), torch.tensor(pbc), backend=backend
+        )
         assert as_set(edge_index, edge_shift) == reference, backend
         results[backend] = (edge_index, edge_shift)
     for backend, (edge_index, edge_shift) in results.items():  # identical tensors, same order

@@ -89,7 +89,7 @@ def test_splits(subset):
 def qm9_xyz(qm9_id: int, z, pos, props) -> str:
     """One molecule in the layout of the original dsgdb9nsd_*.xyz files."""
     symbols = {1: "H", 6: "C", 7: "N", 8: "O", 9: "F"}
-    lines = [str(len(z)), "gdb %d\t" % qm9_id + "\t".join(repr(float(v)) for v in props)]
+    lines = [str(len(z)), f"gdb {qm9_id}\t" + "\t".join(repr(float(v)) for v in props)]
     for k, (s, p) in enumerate(zip(z, pos)):
         coords = [repr(float(x)) for x in p]
         if k == 0:  # Mathematica exponent notation occurs in the original files
@@ -131,7 +131,9 @@ def test_qm9pack_source(raw, tmp_path):
     for g in shared:  # the npz was converted from the same CSV
         i = by_id[g.qm9_id.item()]
         assert g.U0.item() == pytest.approx(raw["U0"][i] * HARTREE, rel=1e-12)
-        assert torch.allclose(g.pos, torch.tensor(raw["R"][raw["offsets"][i] : raw["offsets"][i + 1]], dtype=torch.float64), atol=2e-7)
+        assert torch.allclose(
+            g.pos, torch.tensor(raw["R"][raw["offsets"][i] : raw["offsets"][i + 1]], dtype=torch.float64), atol=2e-7
+        )
 
 
 def test_missing_source_explains_how_to_get_qm9(tmp_path, monkeypatch):

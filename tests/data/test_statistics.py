@@ -87,7 +87,9 @@ def test_round_trip_through_a_weights_only_checkpoint():
 def test_rmd17_aspirin_with_isolated_atoms(shared_data, tmp_path):
     from molequi.data import ASEDataset
 
-    data = ASEDataset(shared_data / "rmd17/aspirin_train_1200_macejax.xyz", index=":100", cache_dir=tmp_path, dtype=torch.float64)
+    data = ASEDataset(
+        shared_data / "rmd17/aspirin_train_1200_macejax.xyz", index=":100", cache_dir=tmp_path, dtype=torch.float64
+    )
     iso = ASEDataset(shared_data / "rmd17/ethanol_botnet/isolated_atoms.xyz", cache_dir=tmp_path, dtype=torch.float64)
     stats = compute_statistics(data, atomic_energies=isolated_atom_energies(iso))
     assert stats.elements == [1, 6, 8]

@@ -86,7 +86,10 @@ class ASEDataset(GraphDataset):
             for frame, atoms in iter_frames(self.path, index, fmt):
                 where = f"{self.path}, frame {frame}"
                 try:
-                    yield frame, structure_from_atoms(atoms, energy_key, forces_key, stress_key, info_keys, factor, where)
+                    yield (
+                        frame,
+                        structure_from_atoms(atoms, energy_key, forces_key, stress_key, info_keys, factor, where),
+                    )
                 except ValueError as err:
                     yield frame, err
 

@@ -62,7 +62,11 @@ def iter_frames(path: str | Path, index: str = ":", format: str | None = None) -
         frames = _select(_sdf_records(path), selection)
     else:
         frames = ase.io.iread(str(path), index=index, format=fmt)
-    start, step = (selection.start or 0, selection.step or 1) if isinstance(selection, slice) and _is_forward(selection) else (0, 1)
+    start, step = (
+        (selection.start or 0, selection.step or 1)
+        if isinstance(selection, slice) and _is_forward(selection)
+        else (0, 1)
+    )
     if isinstance(selection, int) and selection >= 0:
         start = selection
     for k in itertools.count():

@@ -75,7 +75,13 @@ def build_graphs(
             expected = set(item.targets)
         elif set(item.targets) != expected and not fill_missing:
             have, want = sorted(item.targets) or ["none"], sorted(expected) or ["none"]
-            reject(frame, ValueError(f"{item.where}: has targets {have} but the first frame has {want}; pass fill_missing=True to fill the gaps with flagged zeros"))
+            reject(
+                frame,
+                ValueError(
+                    f"{item.where}: has targets {have} but the first frame has {want}; "
+                    "pass fill_missing=True to fill the gaps with flagged zeros"
+                ),
+            )
             continue
         chunk.append((frame, item))
         if len(chunk) >= CHUNK_FRAMES:

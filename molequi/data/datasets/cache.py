@@ -63,7 +63,9 @@ class GraphDataset(InMemoryDataset):
         transform: PyG transform applied on access.
     """
 
-    def __init__(self, path: Path, build: Callable[[], tuple[list[Data], dict[str, Any]]], transform: Callable | None = None) -> None:
+    def __init__(
+        self, path: Path, build: Callable[[], tuple[list[Data], dict[str, Any]]], transform: Callable | None = None
+    ) -> None:
         super().__init__(root=None, transform=transform)
         self.cache_path = Path(path)
         if self.cache_path.exists():
@@ -72,7 +74,9 @@ class GraphDataset(InMemoryDataset):
         else:
             graphs, meta = build()
             if not graphs:
-                raise ValueError(f"{type(self).__name__}: no graphs to store (every frame was skipped or the source is empty)")
+                raise ValueError(
+                    f"{type(self).__name__}: no graphs to store (every frame was skipped or the source is empty)"
+                )
             data, slices = self.collate(graphs)
             save_atomic((data.to_dict(), slices, meta), self.cache_path)
             self.data, self.slices = data, slices

@@ -34,4 +34,3 @@ def download(url: str, path: Path, sha256: str | None = None) -> Path:
     finally:
         Path(tmp).unlink(missing_ok=True)
     return path
-

@@ -47,7 +47,9 @@ ORIGINAL_KEYS = ("R", "z", "E", "F")
 REVISED_KEYS = ("coords", "nuclear_charges", "energies", "forces")
 
 
-def read_md17_npz(source: str | Path | io.BytesIO, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
+def read_md17_npz(
+    source: str | Path | io.BytesIO, name: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
     """Read either npz layout and convert to eV units.
 
     Args:
@@ -69,13 +71,23 @@ def read_md17_npz(source: str | Path | io.BytesIO, name: str) -> tuple[np.ndarra
                 break
         else:
             raise ValueError(
-                f"{name}: not an MD17 npz; expected keys {ORIGINAL_KEYS} (MD17) or {REVISED_KEYS} (rMD17), found {sorted(found)}"
+                f"{name}: not an MD17 npz; expected keys {ORIGINAL_KEYS} (MD17) or {REVISED_KEYS} (rMD17), "
+                f"found {sorted(found)}"
             )
     n_frames, n_atoms = pos.shape[0], z.shape[0]
     energy = energy.reshape(-1)
     if pos.shape != (n_frames, n_atoms, 3) or forces.shape != pos.shape or energy.shape != (n_frames,):
-        raise ValueError(f"{name}: inconsistent shapes: positions {pos.shape}, numbers {z.shape}, energies {energy.shape}, forces {forces.shape}")
-    return z.astype(np.int64), pos.astype(np.float64), energy.astype(np.float64) * KCAL_PER_MOL, forces.astype(np.float64) * KCAL_PER_MOL, revised
+        raise ValueError(
+            f"{name}: inconsistent shapes: positions {pos.shape}, numbers {z.shape}, "
+            f"energies {energy.shape}, forces {forces.shape}"
+        )
+    return (
+        z.astype(np.int64),
+        pos.astype(np.float64),
+        energy.astype(np.float64) * KCAL_PER_MOL,
+        forces.astype(np.float64) * KCAL_PER_MOL,
+        revised,
+    )
 
 
 class MD17(GraphDataset):
@@ -123,14 +135,24 @@ class MD17(GraphDataset):
         source, member = self._locate(root, download)
         dtype = dtype or torch.get_default_dtype()
         default_cache = root.parent if root.suffix == ".npz" else root / "processed"
-        options = dict(source=file_identity(source), member=member, revised=revised, r_max=r_max, max_frames=max_frames, dtype=str(dtype))
+        options = dict(
+            source=file_identity(source),
+            member=member,
+            revised=revised,
+            r_max=r_max,
+            max_frames=max_frames,
+            dtype=str(dtype),
+        )
         name = f"{source}:{member}" if member else str(source)
 
         def build():
             z, pos, energy, forces, is_revised = read_md17_npz(self._open(source, member), name)
             if is_revised != revised:
                 layout = "revised MD17 (rMD17)" if is_revised else "original MD17"
-                raise ValueError(f"{name}: this file has the {layout} layout but revised={revised}; MD17 and rMD17 energies differ, pass revised={is_revised} if this is the file you meant")
+                raise ValueError(
+                    f"{name}: this file has the {layout} layout but revised={revised}; MD17 and rMD17 "
+                    f"energies differ, pass revised={is_revised} if this is the file you meant"
+                )
             frames = range(len(pos) if max_frames is None else min(max_frames, len(pos)))
 
             def structures() -> Iterator[tuple[int, Structure]]:
@@ -139,10 +161,17 @@ class MD17(GraphDataset):
                     yield f, Structure.create(z, pos[f], targets=targets, where=f"{name}, frame {f}")
 
             graphs, skipped = build_graphs(structures(), r_max, dtype)
-            return graphs, {"source": name, "revised": revised, "units": {"energy": "eV", "forces": "eV/A"}, "skipped": skipped}
+            return graphs, {
+                "source": name,
+                "revised": revised,
+                "units": {"energy": "eV", "forces": "eV/A"},
+                "skipped": skipped,
+            }
 
         kind = f"{'rmd17' if revised else 'md17'}_{molecule if root.suffix != '.npz' else root.stem}"
-        super().__init__(cache_file(cache_dir if cache_dir is not None else default_cache, kind, options), build, transform)
+        super().__init__(
+            cache_file(cache_dir if cache_dir is not None else default_cache, kind, options), build, transform
+        )
 
     def _locate(self, root: Path, download: bool) -> tuple[Path, str | None]:
         """The npz file (or archive and member) holding the requested molecule."""
@@ -161,7 +190,10 @@ class MD17(GraphDataset):
                 fetch(url, archive)
             if archive.exists():
                 return archive, member
-            raise FileNotFoundError(f"{root}: no {npz} or {RMD17_ARCHIVE}; download {url} (rmd17.tar.bz2) into {root}, or pass download=True")
+            raise FileNotFoundError(
+                f"{root}: no {npz} or {RMD17_ARCHIVE}; download {url} (rmd17.tar.bz2) into {root}, "
+                "or pass download=True"
+            )
         path, url = root / MD17_FILES[self.molecule], MD17_URL.format(file=MD17_FILES[self.molecule])
         if not path.exists() and download:
             fetch(url, path)

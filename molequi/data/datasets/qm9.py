@@ -14,7 +14,14 @@ from molequi.data import keys
 from molequi.data.datasets.builder import build_graphs
 from molequi.data.datasets.cache import GraphDataset, cache_file, file_identity
 from molequi.data.datasets.download import download as fetch
-from molequi.data.datasets.qm9_sources import PROPERTIES, QM9PACK_FILES, RAW_UNITS, QM9Molecule, qm9pack_data_dir, read_source
+from molequi.data.datasets.qm9_sources import (
+    PROPERTIES,
+    QM9PACK_FILES,
+    RAW_UNITS,
+    QM9Molecule,
+    qm9pack_data_dir,
+    read_source,
+)
 from molequi.data.datasets.qm9_uncharacterized import UNCHARACTERIZED
 from molequi.data.datasets.splits import random_split_indices
 from molequi.data.structure import Structure
@@ -111,7 +118,9 @@ class QM9(GraphDataset):
                 targets[p] = targets[p] - sum(ref[z] for z in mol.numbers.tolist())
             if energy_property is not None:
                 targets[keys.ENERGY] = targets[energy_property]
-            return Structure.create(mol.numbers, mol.positions, targets=targets, where=f"{path}, QM9 molecule {mol.qm9_id}")
+            return Structure.create(
+                mol.numbers, mol.positions, targets=targets, where=f"{path}, QM9 molecule {mol.qm9_id}"
+            )
 
         def build():
             dropped = [0]
@@ -129,11 +138,23 @@ class QM9(GraphDataset):
             for graph, qm9_id in zip(graphs, ids, strict=True):
                 graph[QM9_ID] = torch.tensor([qm9_id])
             if dropped[0]:
-                warnings.warn(f"QM9: excluded {dropped[0]} uncharacterized molecules of {path} (failed QM9's consistency check)", stacklevel=4)
-            meta = {"source": str(path), "units": dict(UNITS), "subtract_atomrefs": subtract_atomrefs, "excluded_uncharacterized": dropped[0]}
+                warnings.warn(
+                    f"QM9: excluded {dropped[0]} uncharacterized molecules of {path} (failed QM9's consistency check)",
+                    stacklevel=4,
+                )
+            meta = {
+                "source": str(path),
+                "units": dict(UNITS),
+                "subtract_atomrefs": subtract_atomrefs,
+                "excluded_uncharacterized": dropped[0],
+            }
             return graphs, meta
 
-        super().__init__(cache_file(cache_dir if cache_dir is not None else (root / "processed" if root else None), "qm9", options), build, transform)
+        super().__init__(
+            cache_file(cache_dir if cache_dir is not None else (root / "processed" if root else None), "qm9", options),
+            build,
+            transform,
+        )
 
     def split(self, sizes: Sequence[int | float] = (110_000, 10_000), seed: int = 0) -> dict[str, QM9]:
         """The standard random split: 110,000 train, 10,000 validation, the rest test.

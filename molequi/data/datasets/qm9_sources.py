@@ -125,7 +125,9 @@ def read_npz(path: Path) -> Iterator[QM9Molecule]:
         ids, offsets, numbers, positions = npz["gdb_idx"], npz["offsets"], npz["Z"], npz["R"]
         properties = np.stack([npz[p] for p in PROPERTIES], axis=1).astype(np.float64)
     for k, (lo, hi) in enumerate(itertools.pairwise(offsets)):
-        yield QM9Molecule(int(ids[k]), numbers[lo:hi].astype(np.int64), positions[lo:hi].astype(np.float64), properties[k])
+        yield QM9Molecule(
+            int(ids[k]), numbers[lo:hi].astype(np.int64), positions[lo:hi].astype(np.float64), properties[k]
+        )
 
 
 def read_source(path: Path) -> Iterator[QM9Molecule]:

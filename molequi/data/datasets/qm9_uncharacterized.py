@@ -7,6 +7,7 @@ molecules of the ``qm9pack`` 1.0.3 package (by QM9's first author), which ships 
 the characterized ones; 133,885 - 130,831 = 3,054.
 """
 
+# fmt: off
 UNCHARACTERIZED: frozenset[int] = frozenset(
     (
         58, 61, 80, 185, 186, 245, 267, 280, 286, 752, 753, 754, 755, 881,
@@ -230,3 +231,4 @@ UNCHARACTERIZED: frozenset[int] = frozenset(
         133865, 133866,
     )
 )
+# fmt: on

@@ -74,7 +74,9 @@ def neighbor_list(
         elif name in ("ase", "vesin", "matscipy"):
             i, j, shift = library_candidates(systems, cutoff, name)
         else:
-            raise ValueError(f"unknown neighbour-list backend {backend!r}; choose from auto, {', '.join(available_backends())}")
+            raise ValueError(
+                f"unknown neighbour-list backend {backend!r}; choose from auto, {', '.join(available_backends())}"
+            )
         return finalize_edges(systems, i, j, shift, float(r_max), self_interaction)
 
 
@@ -86,7 +88,9 @@ def _choose_backend(systems: Systems) -> str:
     return "vesin" if "vesin" in libraries else "ase"
 
 
-def edge_vectors(pos: Tensor, edge_index: Tensor, edge_shift: Tensor, cell: Tensor, batch: Tensor | None = None) -> Tensor:
+def edge_vectors(
+    pos: Tensor, edge_index: Tensor, edge_shift: Tensor, cell: Tensor, batch: Tensor | None = None
+) -> Tensor:
     """Vectors from each target atom i to the image of its source atom j.
 
     Args:

@@ -8,7 +8,7 @@ vesin and matscipy are optional: :func:`available_library_backends` lists what i
 from __future__ import annotations
 
 import importlib.util
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

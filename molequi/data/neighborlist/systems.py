@@ -133,5 +133,5 @@ def complete_cell(cell: Tensor, pbc: Tensor) -> Tensor:
         # Rows of vh beyond the rank span the orthogonal complement of the periodic rows.
         _, _, vh = torch.linalg.svd(vectors, full_matrices=True)
         out[g, periodic] = vectors
-        out[g, [k for k in range(3) if k not in periodic]] = vh[len(periodic):]
+        out[g, [k for k in range(3) if k not in periodic]] = vh[len(periodic) :]
     return out

@@ -85,7 +85,9 @@ def _wrap_and_images(systems: Systems, cutoff: float) -> tuple[Tensor, Tensor, T
     wrapped = pos - torch.einsum("ni,nij->nj", offset, cell[batch])
     # With wrapped atoms |frac_j - frac_i| < 1, so |shift| <= cutoff / plane spacing + 1 suffices.
     spacing = 1.0 / torch.linalg.norm(inv, dim=1)  # [B, 3] distances between lattice planes
-    n_img = torch.where(periodic, torch.floor(cutoff / spacing).long() + 1, torch.zeros_like(periodic, dtype=torch.long))
+    n_img = torch.where(
+        periodic, torch.floor(cutoff / spacing).long() + 1, torch.zeros_like(periodic, dtype=torch.long)
+    )
     shifts, shift_graph = _enumerate_shifts(n_img)
     return wrapped, offset.long(), shifts, shift_graph
 
