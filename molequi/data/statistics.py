@@ -76,50 +76,51 @@ def compute_statistics(
     is returned with a warning, and isolated-atom energies are the better choice.
 
     Args:
-        dataset: graphs with ``z`` and, optionally, ``energy``, ``forces``, ``edge_index``.
+        dataset: graphs with ``z`` and, optionally, ``energy``, ``forces``, ``edge_index``;
+            graphs flagged ``has_energy`` / ``has_forces`` False do not count for that target.
         r_max: cutoff for the neighbour count; None counts the graphs' ``edge_index``.
         atomic_energies: ``{atomic number or symbol: energy (eV)}``; must cover every element.
         batch_size: graphs per pass (memory only).
     """
-    counts, energies, n_atoms, n_edges, force_sq, force_n = [], [], 0, 0, 0.0, 0
+    counts, energies, has_energy, n_atoms, n_edges, force_sq, force_n = [], [], [], 0, 0, 0.0, 0
     elements_seen: set[int] = set()
     graphs = dataset if hasattr(dataset, "__getitem__") else list(dataset)
     for batch in DataLoader(graphs, batch_size=batch_size):
         z = batch[keys.ATOMIC_NUMBERS]
-        num_graphs = batch.num_graphs
-        counts.append(
-            torch.zeros(num_graphs, 119, dtype=torch.float64).index_put_(
-                (batch.batch, z), torch.ones_like(z, dtype=torch.float64), accumulate=True
-            )
-        )
+        ones = torch.ones_like(z, dtype=torch.float64)
+        counts.append(torch.zeros(batch.num_graphs, 119, dtype=torch.float64).index_put_((batch.batch, z), ones, True))
         elements_seen.update(z.unique().tolist())
         n_atoms += z.numel()
         if keys.ENERGY in batch:
             energies.append(batch[keys.ENERGY].to(torch.float64).reshape(-1))
+            has_energy.append(_available(batch, keys.ENERGY))
         if keys.FORCES in batch:
-            force_sq += float(batch[keys.FORCES].to(torch.float64).square().sum())
-            force_n += batch[keys.FORCES].numel()
+            forces = batch[keys.FORCES].to(torch.float64)[_available(batch, keys.FORCES)[batch.batch]]
+            force_sq += float(forces.square().sum())
+            force_n += forces.numel()
         n_edges += _count_edges(batch, r_max)
     if n_atoms == 0:
         raise ValueError("compute_statistics: the dataset is empty")
     elements = sorted(elements_seen)
     composition = torch.cat(counts)[:, elements]  # [G, n_elements]
-    num_graphs = composition.shape[0]
-    energy = torch.cat(energies) if len(energies) and sum(e.numel() for e in energies) == num_graphs else None
+    energy = None
+    if sum(e.numel() for e in energies) == composition.shape[0]:  # every graph has an energy key
+        mask = torch.cat(has_energy)
+        energy, composition_e = torch.cat(energies)[mask], composition[mask]
 
     if atomic_energies is not None:
         e0 = _given_energies(atomic_energies, elements)
         source = "given"
-    elif energy is not None:
-        e0 = _least_squares(composition, energy)
+    elif energy is not None and energy.numel() > 0:
+        e0 = _least_squares(composition_e, energy)
         source = "least_squares"
     else:
         e0 = torch.zeros(len(elements), dtype=torch.float64)
         source = "none"
 
     mean = std = None
-    if energy is not None:
-        residual = (energy - composition @ e0) / composition.sum(dim=1)
+    if energy is not None and energy.numel() > 0:
+        residual = (energy - composition_e @ e0) / composition_e.sum(dim=1)
         mean, std = float(residual.mean()), float(residual.std(unbiased=False))
     return DatasetStatistics(
         elements=elements,
@@ -129,10 +130,16 @@ def compute_statistics(
         force_rms=(force_sq / force_n) ** 0.5 if force_n else None,
         per_atom_energy_mean=mean,
         per_atom_energy_std=std,
-        num_graphs=num_graphs,
+        num_graphs=composition.shape[0],
         num_atoms=n_atoms,
         r_max=r_max,
     )
+
+
+def _available(batch: Data, target: str) -> torch.Tensor:
+    """[B] bool: graphs whose ``target`` is real (not a ``fill_missing`` placeholder)."""
+    flag = keys.availability_key(target)
+    return batch[flag].reshape(-1) if flag in batch else torch.ones(batch.num_graphs, dtype=torch.bool)
 
 
 def _count_edges(batch: Data, r_max: float | None) -> int:

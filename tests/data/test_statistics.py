@@ -96,3 +96,32 @@ def test_rmd17_aspirin_with_isolated_atoms(shared_data, tmp_path):
     # Atomization energy of aspirin at PBE/def2-SVP: about -6.6 eV per atom.
     assert -7.0 < stats.per_atom_energy_mean < -6.3
     assert 0.5 < stats.force_rms < 2.0
+
+
+def test_placeholders_of_fill_missing_are_ignored():
+    from molequi.data.datasets.builder import fill_missing_targets
+
+    graphs = synthetic(np.random.default_rng(4), 30)
+    reference = compute_statistics(graphs[10:])
+    for g in graphs[:10]:  # the first ten lose energy and forces
+        del g.energy, g.forces
+    fill_missing_targets(graphs)
+    assert not graphs[0].has_energy.item() and graphs[10].has_forces.item()
+    stats = compute_statistics(graphs)
+    assert stats.atomic_energies == pytest.approx(reference.atomic_energies)
+    assert stats.force_rms == pytest.approx(reference.force_rms)
+    assert stats.num_graphs == 30
+
+
+def test_demo_dataset_references(tmp_path):
+    from pathlib import Path
+
+    from molequi.data import ASEDataset
+
+    demo = Path(__file__).resolve().parents[2] / "datasets" / "demo"
+    data = ASEDataset(demo / "emt_cu.extxyz", fill_missing=True, cache_dir=tmp_path, dtype=torch.float64)
+    fitted = compute_statistics(data)  # Cu and Au in varying amounts: E0 is determined
+    assert fitted.elements == [29, 79] and fitted.per_atom_energy_std < 0.5  # clusters vs bulk
+    iso = isolated_atom_energies(ASEDataset(demo / "emt_isolated_atoms.extxyz", cache_dir=tmp_path))
+    given = compute_statistics(data, atomic_energies=iso)
+    assert given.per_atom_energy_mean < -2.0  # bound atoms: EMT cohesive energies of a few eV per atom
