@@ -1,0 +1,65 @@
+"""Bad structures raise a clear ValueError in the calculator and in batched prediction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase import Atoms
+from calc_systems import cu_bulk, cu_cluster
+
+from molequi.calculators import MolequiCalculator
+
+
+def _unknown_element():
+    atoms = cu_cluster()
+    atoms.numbers[3] = 79  # gold: not in the model
+    return atoms
+
+
+def _overlapping():
+    atoms = cu_cluster()
+    atoms.positions[1] = atoms.positions[0] + [0.05, 0.0, 0.0]
+    return atoms
+
+
+def _nan_position():
+    atoms = cu_cluster()
+    atoms.positions[2, 1] = np.nan
+    return atoms
+
+
+def _overlapping_periodic_image():
+    atoms = cu_bulk()
+    atoms.positions[5] = atoms.positions[0] + atoms.cell[0] + [0.0, 0.03, 0.0]
+    return atoms
+
+
+BAD = {
+    "unknown element": (_unknown_element, "Au"),
+    "overlapping atoms": (_overlapping, "closer than 0.1"),
+    "overlapping periodic image": (_overlapping_periodic_image, "closer than 0.1"),
+    "NaN position": (_nan_position, "NaN"),
+    "empty": (lambda: Atoms(), "no atoms"),
+}
+
+
+@pytest.mark.parametrize("case", BAD, ids=list(BAD))
+def test_calculator_raises(fitted_cu_model, case):
+    make, message = BAD[case]
+    atoms = make()
+    atoms.calc = MolequiCalculator(fitted_cu_model)
+    with pytest.raises(ValueError, match=message):
+        atoms.get_forces()
+
+
+@pytest.mark.parametrize("case", BAD, ids=list(BAD))
+def test_predict_raises_naming_the_structure(fitted_cu_model, case):
+    make, message = BAD[case]
+    calc = MolequiCalculator(fitted_cu_model)
+    with pytest.raises(ValueError, match=f"structure 1.*{message}"):
+        calc.predict([cu_cluster(), make()])
+
+
+def test_bad_batch_size(fitted_cu_model):
+    with pytest.raises(ValueError, match="batch_size"):
+        MolequiCalculator(fitted_cu_model).predict([cu_cluster()], batch_size=0)

@@ -1,0 +1,63 @@
+"""The ``molequi md`` sub-command: trajectory, log and energy drift."""
+
+from __future__ import annotations
+
+import argparse
+
+import ase.io
+import numpy as np
+import pytest
+from calc_systems import cu_cluster
+
+from molequi import cli
+from molequi.calculators import cli_md
+from molequi.calculators.md import energy_drift
+from molequi.models import save_model
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    cli_md.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+@pytest.fixture
+def inputs(fitted_cu_model, tmp_path):
+    save_model(fitted_cu_model, tmp_path / "model.pt")
+    ase.io.write(tmp_path / "start.xyz", cu_cluster(rattle=0.02))
+    return tmp_path
+
+
+@pytest.mark.parametrize("ensemble, out", [("nve", "run.traj"), ("langevin", "run.extxyz")])
+def test_md_writes_trajectory_log_and_drift(inputs, capsys, ensemble, out):
+    argv = [str(inputs / "model.pt"), str(inputs / "start.xyz"), "--ensemble", ensemble, "--steps", "20"]
+    argv += ["--interval", "5", "--timestep", "1.0", "--out", str(inputs / out), "--no-progress"]
+    assert cli_md.run(_parse(argv)) == 0
+    frames = ase.io.read(inputs / out, ":")
+    assert len(frames) == 5 and np.isfinite(frames[-1].get_forces()).all()
+    log = (inputs / out).with_suffix(".log").read_text().splitlines()
+    assert log[0].split()[0] == "Time[ps]" and len(log) == 6
+    printed = capsys.readouterr().out
+    assert ("energy drift:" in printed) == (ensemble == "nve")
+    assert not list(inputs.glob(".*.tmp"))  # temporary files were renamed into place
+
+
+def test_md_reports_bad_input(inputs, capsys):
+    atoms = cu_cluster()
+    atoms.numbers[0] = 79
+    ase.io.write(inputs / "gold.xyz", atoms)
+    assert cli_md.run(_parse([str(inputs / "model.pt"), str(inputs / "gold.xyz"), "--no-progress"])) == 1
+    assert "Au" in capsys.readouterr().err
+
+
+def test_registered_with_the_dispatcher():
+    assert cli.COMMANDS["md"] == "molequi.calculators.cli_md"
+    assert cli_md.__doc__.strip().splitlines()[0]
+
+
+def test_energy_drift_is_a_linear_fit():
+    time_ps = np.linspace(0.0, 2.0, 11)
+    total = -5.0 + 0.003 * time_ps + 1e-4 * np.sin(7 * time_ps)  # eV
+    assert energy_drift(time_ps, total, num_atoms=3) == pytest.approx(1.0, abs=0.05)
+    with pytest.raises(ValueError):
+        energy_drift(time_ps[:1], total[:1], 3)
