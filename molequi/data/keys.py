@@ -44,8 +44,3 @@ def availability_key(target: str) -> str:
     """Name of the per-graph flag telling whether ``target`` is real (``has_<target>``)."""
     return f"has_{target}"
 
-
-#: Per-graph attributes (leading axis of length 1).
-GRAPH_KEYS = (CELL, PBC, ENERGY, STRESS)
-#: Per-atom attributes (leading axis of length N).
-NODE_KEYS = (ATOMIC_NUMBERS, POSITIONS, FORCES)

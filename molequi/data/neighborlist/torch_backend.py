@@ -48,7 +48,10 @@ def torch_candidates(systems: Systems, cutoff: float) -> tuple[Tensor, Tensor, T
     out_i, out_j, out_s = [], [], []
     for start in range(0, total, CHUNK_PAIRS):
         flat = torch.arange(start, min(start + CHUNK_PAIRS, total), device=device)
-        row = torch.searchsorted(row_end, flat, right=True)
+        if total <= CHUNK_PAIRS:  # one chunk; searchsorted is slow on tiny CPU inputs
+            row = torch.repeat_interleave(torch.arange(row_end.numel(), device=device), pairs_per_row)
+        else:
+            row = torch.searchsorted(row_end, flat, right=True)
         graph = shift_graph[row]
         n = counts[graph]
         local = flat - row_start[row]
