@@ -130,7 +130,8 @@ class Trainer:
             self.optimizer = torch.optim.AdamW(
                 self.model.parameters(), lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay, amsgrad=optim.amsgrad
             )
-            self.network = DistributedDataParallel(self.model) if self.dist.enabled else self.model
+            # the last block's non-scalar outputs never reach the energy: their weights get no gradient
+            self.network = DistributedDataParallel(self.model, find_unused_parameters=True) if self.dist.enabled else self.model
             sampler = DistributedSampler(
                 self.splits.train, num_replicas=self.dist.world_size, rank=self.dist.rank, shuffle=True, seed=config.seed
             )
