@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from ase import Atoms
 from ase.build import bulk
-from ase.calculators.emt import EMT
 from ase.cluster import Icosahedron
 
 from molequi.models import EquivariantPotential
@@ -38,13 +37,3 @@ def cu_cluster(rattle: float = 0.1, seed: int = 0) -> Atoms:
     atoms = Icosahedron("Cu", 2)
     atoms.rattle(rattle, seed=seed)
     return atoms
-
-
-def emt_frames() -> list[Atoms]:
-    """Training frames with EMT energies and forces."""
-    frames = [cu_bulk(0.08, strain, seed) for seed, strain in enumerate((-0.02, 0.0, 0.02, 0.01))]
-    frames += [cu_cluster(0.12, seed) for seed in range(3)]
-    for atoms in frames:
-        atoms.calc = EMT()
-        atoms.get_forces()
-    return frames

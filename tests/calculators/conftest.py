@@ -1,19 +1,22 @@
-"""Fixtures: a small float64 model fitted to EMT copper, and untrained models for committees.
+"""Fixtures: a small model trained briefly on the demo EMT data, untrained models for committees.
 
-The training API is not used here: ``fitted_cu_model`` runs a plain Adam loop on a few EMT
-frames (rattled and strained fcc bulk, rattled 13-atom clusters), enough for physical dynamics.
+``trained_model`` uses the training API (``molequi.training.train``) with the demo config on
+40 frames of ``datasets/demo/emt_cu.extxyz`` (EMT Cu/Au), enough for physical dynamics.
 """
 
 from __future__ import annotations
 
-import numpy as np
+from pathlib import Path
+
 import pytest
 import torch
-from calc_systems import R_MAX, emt_frames, small_model
-from torch_geometric.data import Batch
+from calc_systems import R_MAX, SMALL, small_model
 
-from molequi.data import atoms_to_graph
-from molequi.models import EquivariantPotential
+from molequi.models import AtomisticModel, EquivariantPotential, load_model
+from molequi.training import load_config, train
+
+REPO = Path(__file__).resolve().parents[2]
+
 
 @pytest.fixture(autouse=True, scope="package")
 def one_thread():
@@ -26,26 +29,29 @@ def one_thread():
 
 
 @pytest.fixture(scope="package")
-def fitted_cu_model(one_thread: None) -> EquivariantPotential:
-    """A small copper model fitted for 40 Adam steps to EMT energies and forces (float64)."""
-    frames = emt_frames()
-    per_atom = np.mean([a.get_potential_energy() / len(a) for a in frames])
-    force_rms = np.sqrt(np.mean(np.concatenate([a.get_forces().ravel() for a in frames]) ** 2))
-    model = small_model([29], seed=0, shift=float(per_atom), scale=float(force_rms))
-    graphs = [atoms_to_graph(a, R_MAX, dtype=torch.float64) for a in frames]
-    for graph in graphs:
-        graph.pop("stress", None)  # EMT gives it for the bulk frames only; energies and forces are fitted
-    batch = Batch.from_data_list(graphs)
-    counts = torch.bincount(batch.batch).to(torch.float64)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    model.train()
-    for _ in range(40):
-        optimizer.zero_grad()
-        out = model(batch, compute_forces=True)
-        loss = ((out["energy"] - batch.energy) / counts).square().mean() + (out["forces"] - batch.forces).square().mean()
-        loss.backward()
-        optimizer.step()
-    return model.eval()
+def trained_model(one_thread: None, tmp_path_factory: pytest.TempPathFactory) -> AtomisticModel:
+    """A small Cu/Au model (float64) trained for 6 epochs on 40 frames of the demo EMT dataset."""
+    run = tmp_path_factory.mktemp("demo_training")
+    overrides = [
+        f"data.path={REPO / 'datasets/demo/emt_cu.extxyz'}",
+        "data.train_size=40",
+        "data.val_size=8",
+        "data.test_size=8",
+        f"data.cache_dir={run / 'cache'}",
+        f"model.hidden_irreps={SMALL['hidden_irreps']}",
+        f"model.num_layers={SMALL['num_layers']}",
+        f"model.radial_hidden={list(SMALL['radial_hidden'])}",
+        f"model.readout_hidden={SMALL['readout_hidden']}",
+        f"model.r_max={R_MAX}",
+        "max_epochs=6",
+        "optim.warmup_epochs=0",
+        "optim.ema_decay=0.9",
+        "dtype=float64",
+        "device=cpu",
+        f"output_dir={run / 'run'}",
+    ]
+    train(load_config(REPO / "examples/configs/demo.yaml", overrides))
+    return load_model(run / "run" / "model.pt")
 
 
 @pytest.fixture(scope="package")

@@ -12,7 +12,7 @@ from molequi.calculators import MolequiCalculator
 
 def _unknown_element():
     atoms = cu_cluster()
-    atoms.numbers[3] = 79  # gold: not in the model
+    atoms.numbers[3] = 47  # silver: not in the model
     return atoms
 
 
@@ -35,7 +35,7 @@ def _overlapping_periodic_image():
 
 
 BAD = {
-    "unknown element": (_unknown_element, "Au"),
+    "unknown element": (_unknown_element, "Ag"),
     "overlapping atoms": (_overlapping, "closer than 0.1"),
     "overlapping periodic image": (_overlapping_periodic_image, "closer than 0.1"),
     "NaN position": (_nan_position, "NaN"),
@@ -44,22 +44,22 @@ BAD = {
 
 
 @pytest.mark.parametrize("case", BAD, ids=list(BAD))
-def test_calculator_raises(fitted_cu_model, case):
+def test_calculator_raises(trained_model, case):
     make, message = BAD[case]
     atoms = make()
-    atoms.calc = MolequiCalculator(fitted_cu_model)
+    atoms.calc = MolequiCalculator(trained_model)
     with pytest.raises(ValueError, match=message):
         atoms.get_forces()
 
 
 @pytest.mark.parametrize("case", BAD, ids=list(BAD))
-def test_predict_raises_naming_the_structure(fitted_cu_model, case):
+def test_predict_raises_naming_the_structure(trained_model, case):
     make, message = BAD[case]
-    calc = MolequiCalculator(fitted_cu_model)
+    calc = MolequiCalculator(trained_model)
     with pytest.raises(ValueError, match=f"structure 1.*{message}"):
         calc.predict([cu_cluster(), make()])
 
 
-def test_bad_batch_size(fitted_cu_model):
+def test_bad_batch_size(trained_model):
     with pytest.raises(ValueError, match="batch_size"):
-        MolequiCalculator(fitted_cu_model).predict([cu_cluster()], batch_size=0)
+        MolequiCalculator(trained_model).predict([cu_cluster()], batch_size=0)

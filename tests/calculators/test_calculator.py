@@ -24,17 +24,17 @@ def test_forces_match_finite_differences_molecule(committee_models):
     np.testing.assert_allclose(forces, calculate_numerical_forces(atoms, eps=1e-4), rtol=0, atol=1e-6)
 
 
-def test_forces_and_stress_match_finite_differences_periodic(fitted_cu_model):
+def test_forces_and_stress_match_finite_differences_periodic(trained_model):
     atoms = cu_bulk(rattle=0.05, strain=0.01, seed=3)
-    atoms.calc = MolequiCalculator(fitted_cu_model, dtype=torch.float64)
+    atoms.calc = MolequiCalculator(trained_model, dtype=torch.float64)
     forces, stress = atoms.get_forces(), atoms.get_stress()
     assert stress.shape == (6,) and np.abs(stress).max() > 1e-4
     np.testing.assert_allclose(forces, calculate_numerical_forces(atoms, eps=1e-4), rtol=0, atol=1e-6)
     np.testing.assert_allclose(stress, calculate_numerical_stress(atoms, eps=1e-5), rtol=0, atol=1e-6)
 
 
-def test_properties_and_units(fitted_cu_model):
-    calc = MolequiCalculator(fitted_cu_model)
+def test_properties_and_units(trained_model):
+    calc = MolequiCalculator(trained_model)
     cluster = cu_cluster()
     cluster.calc = calc
     energy = cluster.get_potential_energy()
@@ -45,17 +45,17 @@ def test_properties_and_units(fitted_cu_model):
     assert "energy_std" not in calc.results  # a single model has no spread
 
 
-def test_model_file_dtype_and_caller_model_untouched(fitted_cu_model, tmp_path):
+def test_model_file_dtype_and_caller_model_untouched(trained_model, tmp_path):
     path = tmp_path / "model.pt"
-    save_model(fitted_cu_model, path)
+    save_model(trained_model, path)
     atoms = cu_bulk(seed=4)
-    atoms.calc = MolequiCalculator(fitted_cu_model)
+    atoms.calc = MolequiCalculator(trained_model)
     reference = atoms.get_forces()
     from_file = MolequiCalculator(str(path))
     np.testing.assert_allclose(from_file.get_forces(atoms), reference, rtol=0, atol=1e-12)
     single = MolequiCalculator(path, dtype="float32")
     assert single.dtype == torch.float32
     np.testing.assert_allclose(single.get_forces(atoms), reference, atol=1e-4)
-    assert all(p.dtype == torch.float64 and p.requires_grad for p in fitted_cu_model.parameters())
+    assert all(p.dtype == torch.float64 and p.requires_grad for p in trained_model.parameters())
     with pytest.raises(ValueError, match="dtype"):
         MolequiCalculator(path, dtype="int64")

@@ -22,8 +22,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 
 @pytest.fixture
-def inputs(fitted_cu_model, tmp_path):
-    save_model(fitted_cu_model, tmp_path / "model.pt")
+def inputs(trained_model, tmp_path):
+    save_model(trained_model, tmp_path / "model.pt")
     ase.io.write(tmp_path / "start.xyz", cu_cluster(rattle=0.02))
     return tmp_path
 
@@ -44,10 +44,10 @@ def test_md_writes_trajectory_log_and_drift(inputs, capsys, ensemble, out):
 
 def test_md_reports_bad_input(inputs, capsys):
     atoms = cu_cluster()
-    atoms.numbers[0] = 79
+    atoms.numbers[0] = 47
     ase.io.write(inputs / "gold.xyz", atoms)
     assert cli_md.run(_parse([str(inputs / "model.pt"), str(inputs / "gold.xyz"), "--no-progress"])) == 1
-    assert "Au" in capsys.readouterr().err
+    assert "Ag" in capsys.readouterr().err
 
 
 def test_registered_with_the_dispatcher():

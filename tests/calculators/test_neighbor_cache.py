@@ -22,10 +22,10 @@ def _tensors(atoms):
 
 
 @pytest.mark.parametrize("periodic", [True, False], ids=["bulk", "molecule"])
-def test_skin_reuse_identical_to_rebuild_over_md(fitted_cu_model, committee_models, periodic):
+def test_skin_reuse_identical_to_rebuild_over_md(trained_model, committee_models, periodic):
     """Hot MD, a small skin: edges and forces at every step equal those of a fresh neighbour list."""
     if periodic:
-        atoms, model = cu_bulk(seed=5), fitted_cu_model
+        atoms, model = cu_bulk(seed=5), trained_model
     else:
         atoms, model = molecule("CH3CH2OH"), committee_models[1]
     cached = MolequiCalculator(model, skin=0.3)
