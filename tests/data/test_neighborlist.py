@@ -57,6 +57,25 @@ def test_backends_match_brute_force_on_random_cells(seed):
         assert torch.equal(edge_index, results["torch"][0]) and torch.equal(edge_shift, results["torch"][1]), backend
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_torch_cell_list_on_large_cells(seed):
+    from molequi.data.neighborlist.systems import complete_cell
+    from molequi.data.neighborlist.torch_cell_list import cell_list_candidates
+
+    rng = np.random.default_rng(100 + seed)
+    cell = rng.uniform(9.0, 13.0) * (np.eye(3) + 0.15 * rng.normal(size=(3, 3)))
+    pbc = np.array([True, True, seed % 3 != 0])  # some slabs
+    pos = rng.uniform(-0.2, 1.2, (60, 3)) @ cell  # some atoms outside the cell
+    r_max = 2.5
+    full = complete_cell(torch.tensor(cell)[None], torch.tensor(pbc)[None])[0]
+    assert cell_list_candidates(torch.tensor(pos), full, torch.tensor(pbc), r_max) is not None  # the path is used
+    reference = brute_force(pos, cell, pbc, r_max)
+    edge_index, edge_shift = neighbor_list(torch.tensor(pos), r_max, torch.tensor(cell), torch.tensor(pbc), backend="torch")
+    assert as_set(edge_index, edge_shift) == reference
+    ase_index, ase_shift = neighbor_list(torch.tensor(pos), r_max, torch.tensor(cell), torch.tensor(pbc), backend="ase")
+    assert torch.equal(edge_index, ase_index) and torch.equal(edge_shift, ase_shift)
+
+
 def test_small_cell_sees_own_images():
     cell = torch.eye(3) * 2.0
     edge_index, edge_shift = neighbor_list(torch.zeros(1, 3), 2.5, cell, True)

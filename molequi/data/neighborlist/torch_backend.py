@@ -1,8 +1,10 @@
-"""Plain-torch neighbour-list candidates: all pairs of every graph, for every needed image.
+"""Plain-torch neighbour-list candidates, on any device.
 
-Works on any device without Python loops over graphs. Cost is
-``sum_g n_g^2 * n_images_g``, so it is the right choice for many small molecules and
-small cells, and the wrong one for a large periodic box (use a cell-list backend there).
+Non-periodic graphs, and periodic cells too small for a cell list, are handled together
+without Python loops over graphs: all pairs of every graph for every needed image, at
+cost ``sum_g n_g^2 * n_images_g`` (the right choice for many small molecules). Periodic
+cells with at least 3 cutoff-wide bins per periodic direction use a cell list
+(:mod:`~molequi.data.neighborlist.torch_cell_list`), one graph at a time.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import torch
 from torch import Tensor
 
 from molequi.data.neighborlist.systems import Systems
+from molequi.data.neighborlist.torch_cell_list import cell_list_candidates
 
 #: Candidate pairs processed per chunk (bounds the memory to a few hundred MB).
 CHUNK_PAIRS = 1 << 22
@@ -29,23 +32,24 @@ def torch_candidates(systems: Systems, cutoff: float) -> tuple[Tensor, Tensor, T
     """
     pos, device = systems.pos, systems.pos.device
 
+    out_i, out_j, out_s = [], [], []
+    counts = systems.counts().to(device)
+    ptr = systems.ptr.to(device)
     if systems.any_periodic:
+        handled = _cell_lists(systems, cutoff, out_i, out_j, out_s)
         wrapped, offset, shifts, shift_graph = _wrap_and_images(systems, cutoff)
         shift_vec = torch.einsum("ri,rij->rj", shifts.to(torch.float64), systems.full_cell[shift_graph])  # [R, 3]
+        pairs_per_row = torch.where(handled[shift_graph], 0, counts[shift_graph] ** 2)  # [R]
     else:  # molecules: one row per graph, no images
         wrapped, offset, shift_vec = pos.to(torch.float64), None, None
         shift_graph = torch.arange(systems.num_graphs, device=device)
         shifts = torch.zeros(systems.num_graphs, 3, dtype=torch.long, device=device)
-
-    counts = systems.counts().to(device)
-    ptr = systems.ptr.to(device)
-    pairs_per_row = counts[shift_graph] ** 2  # [R]
+        pairs_per_row = counts**2  # [R]
     row_end = pairs_per_row.cumsum(0)
     row_start = row_end - pairs_per_row
     total = int(row_end[-1]) if row_end.numel() else 0
     cutoff_sq = cutoff * cutoff
 
-    out_i, out_j, out_s = [], [], []
     for start in range(0, total, CHUNK_PAIRS):
         flat = torch.arange(start, min(start + CHUNK_PAIRS, total), device=device)
         if total <= CHUNK_PAIRS:  # one chunk; searchsorted is slow on tiny CPU inputs
@@ -70,6 +74,26 @@ def torch_candidates(systems: Systems, cutoff: float) -> tuple[Tensor, Tensor, T
         empty = torch.zeros(0, dtype=torch.long, device=device)
         return empty, empty, torch.zeros(0, 3, dtype=torch.long, device=device)
     return torch.cat(out_i), torch.cat(out_j), torch.cat(out_s)
+
+
+def _cell_lists(systems: Systems, cutoff: float, out_i: list, out_j: list, out_s: list) -> Tensor:
+    """Run the cell list on every periodic graph whose cell is large enough, appending to the outputs.
+
+    Returns:
+        [B] bool, True for the graphs done here (the rest need all pairs).
+    """
+    handled = torch.zeros(systems.num_graphs, dtype=torch.bool, device=systems.pos.device)
+    pos = systems.pos.to(torch.float64)
+    ptr = systems.ptr.tolist()
+    for g in systems.pbc.any(dim=1).nonzero().flatten().tolist():
+        lo, hi = ptr[g], ptr[g + 1]
+        found = cell_list_candidates(pos[lo:hi], systems.full_cell[g], systems.pbc[g], cutoff) if hi > lo else None
+        if found is not None:
+            out_i.append(found[0] + lo)
+            out_j.append(found[1] + lo)
+            out_s.append(found[2])
+            handled[g] = True
+    return handled
 
 
 def _wrap_and_images(systems: Systems, cutoff: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
