@@ -66,36 +66,48 @@ def main() -> None:
         raise SystemExit(f"{args.aspirin}: not found; pass --aspirin with an extxyz of aspirin frames")
 
     frames = ase.io.read(args.aspirin, f":{args.frames}")
-    pos = [torch.tensor(a.positions, dtype=torch.float32) for a in frames]
-    flat = torch.cat(pos)
-    batch = torch.repeat_interleave(torch.arange(len(pos)), torch.tensor([len(p) for p in pos]))
     box = water_box()
-    box_pos, box_cell = (
-        torch.tensor(box.positions, dtype=torch.float32),
-        torch.tensor(box.cell.array, dtype=torch.float32),
-    )
     r = args.r_max
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, r_max {r} A, "
         f"{len(frames)} aspirin frames, water box {len(box)} atoms"
     )
-    print("| backend | device | aspirin, 1 graph/call | aspirin, batched | water box (999 atoms) |")
+    print(f"| backend | device | aspirin, 1 graph/call | aspirin, batched | water box ({len(box)} atoms) |")
     print("|---|---|---|---|---|")
     for backend in available_backends():
         for device in devices if backend == "torch" else ["cpu"]:
-            p_dev, f_dev, b_dev = [p.to(device) for p in pos], flat.to(device), batch.to(device)
-            single = rate(lambda: [neighbor_list(p, r, backend=backend) for p in p_dev], len(p_dev))
-            batched = rate(lambda: neighbor_list(f_dev, r, batch=b_dev, backend=backend), len(p_dev))
-            water = rate(
-                lambda: neighbor_list(box_pos.to(device), r, box_cell.to(device), True, backend=backend),
-                1,
-                max_repeats=3,
-            )
-            print(f"| {backend} | {device} | {single:,.0f} | {batched:,.0f} | {water:,.1f} |")
+            single, batched, water = measure(backend, torch.device(device), frames, box, r)
+            print(f"| {backend} | {device} | {single:,.0f} | {batched:,.0f} | {water:,.2f} |")
     full = rate(lambda: [atoms_to_graph(a, r) for a in frames], len(frames))
     print(f"\natoms_to_graph (backend auto, one frame per call): {full:,.0f} graphs/s")
+
+
+def measure(
+    backend: str, device: torch.device, frames: list[Atoms], box: Atoms, r: float
+) -> tuple[float, float, float]:
+    """Graphs/s of one backend: aspirin one per call, aspirin batched, water box."""
+    pos = [torch.tensor(a.positions, dtype=torch.float32, device=device) for a in frames]
+    flat = torch.cat(pos)
+    batch = torch.repeat_interleave(torch.arange(len(pos), device=device), len(frames[0]))
+    box_pos = torch.tensor(box.positions, dtype=torch.float32, device=device)
+    box_cell = torch.tensor(box.cell.array, dtype=torch.float32, device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def single() -> None:
+        for p in pos:
+            neighbor_list(p, r, backend=backend)
+        sync()
+
+    def batched() -> None:
+        neighbor_list(flat, r, batch=batch, backend=backend)
+        sync()
+
+    def water() -> None:
+        neighbor_list(box_pos, r, box_cell, True, backend=backend)
+        sync()
+
+    return rate(single, len(pos)), rate(batched, len(pos)), rate(water, 1, max_repeats=3)
 
 
 if __name__ == "__main__":

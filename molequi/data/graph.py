@@ -12,7 +12,7 @@ from torch_geometric.data import Data
 from molequi.data import keys
 from molequi.data.neighborlist import neighbor_list
 from molequi.data.structure import Structure, structure_from_atoms
-from molequi.data.validation import MIN_DISTANCE, check_finite, check_min_distance, check_numbers
+from molequi.data.validation import MIN_DISTANCE, check_cell, check_finite, check_min_distance, check_numbers
 
 
 def structures_to_graphs(
@@ -50,6 +50,7 @@ def structures_to_graphs(
         check_numbers(s.numbers, s.where, elements)
         check_finite("positions", s.positions, s.where)
         check_finite("cell", s.cell, s.where)
+        check_cell(s.cell, s.pbc, s.where)
         for name, value in s.targets.items():
             check_finite(name, value, s.where)
 

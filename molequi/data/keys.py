@@ -43,4 +43,3 @@ BATCH = "batch"
 def availability_key(target: str) -> str:
     """Name of the per-graph flag telling whether ``target`` is real (``has_<target>``)."""
     return f"has_{target}"
-

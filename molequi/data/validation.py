@@ -55,3 +55,10 @@ def check_min_distance(distances: np.ndarray, pairs: np.ndarray, where: str) -> 
         a, b = int(pairs[0, k]), int(pairs[1, k])
         what = f"atoms {min(a, b)} and {max(a, b)} are" if a != b else f"atom {a} and its periodic image are"
         raise ValueError(f"{where}: {what} {distances[k]:.4f} A apart (closer than {MIN_DISTANCE} A)")
+
+
+def check_cell(cell: np.ndarray, pbc: np.ndarray, where: str) -> None:
+    """Reject lattice vectors of periodic directions that are zero or linearly dependent."""
+    periodic = np.asarray(cell, dtype=np.float64)[np.asarray(pbc, dtype=bool)]
+    if len(periodic) and np.linalg.matrix_rank(periodic, tol=1e-8) < len(periodic):
+        raise ValueError(f"{where}: the lattice vectors of the periodic directions are zero or linearly dependent")

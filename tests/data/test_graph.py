@@ -78,6 +78,7 @@ def test_batch_keeps_per_graph_tensors_per_graph():
         (lambda: Atoms("H2", positions=[[0, 0, 0], [np.inf, 0, 0]]), "positions contains NaN or inf"),
         (lambda: Atoms([0, 1], positions=[[0, 0, 0], [1, 0, 0]]), "unknown element"),
         (lambda: Atoms("H", cell=[0.05, 2, 2], pbc=True), "atom 0 and its periodic image"),
+        (lambda: Atoms("H", cell=[0, 2, 2], pbc=True), "zero or linearly dependent"),
     ],
 )
 def test_bad_structures_raise(make, message):

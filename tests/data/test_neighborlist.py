@@ -70,7 +70,9 @@ def test_torch_cell_list_on_large_cells(seed):
     full = complete_cell(torch.tensor(cell)[None], torch.tensor(pbc)[None])[0]
     assert cell_list_candidates(torch.tensor(pos), full, torch.tensor(pbc), r_max) is not None  # the path is used
     reference = brute_force(pos, cell, pbc, r_max)
-    edge_index, edge_shift = neighbor_list(torch.tensor(pos), r_max, torch.tensor(cell), torch.tensor(pbc), backend="torch")
+    edge_index, edge_shift = neighbor_list(
+        torch.tensor(pos), r_max, torch.tensor(cell), torch.tensor(pbc), backend="torch"
+    )
     assert as_set(edge_index, edge_shift) == reference
     ase_index, ase_shift = neighbor_list(torch.tensor(pos), r_max, torch.tensor(cell), torch.tensor(pbc), backend="ase")
     assert torch.equal(edge_index, ase_index) and torch.equal(edge_shift, ase_shift)
@@ -167,3 +169,15 @@ def test_bad_input_raises(kwargs, message):
     kwargs = {"r_max": 1.0, **kwargs}
     with pytest.raises(ValueError, match=message):
         neighbor_list(**kwargs)
+
+
+@pytest.mark.parametrize("libraries", [["ase"], ["ase", "vesin"]])
+def test_auto_backend_choice(monkeypatch, libraries):
+    from molequi.data.neighborlist import api
+
+    monkeypatch.setattr(api, "available_library_backends", lambda: libraries)
+    molecule = api.make_systems(torch.zeros(5, 3), None, None, None)
+    big = api.make_systems(torch.zeros(300, 3), None, None, None)
+    periodic = api.make_systems(torch.zeros(5, 3), torch.eye(3) * 9.0, True, None)
+    expected = ("vesin",) * 3 if "vesin" in libraries else ("torch", "ase", "ase")
+    assert (api._choose_backend(molecule), api._choose_backend(big), api._choose_backend(periodic)) == expected

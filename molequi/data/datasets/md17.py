@@ -65,15 +65,16 @@ def read_md17_npz(
     """
     with np.load(source) as npz:
         found = set(npz.files)
-        for revised, names in ((False, ORIGINAL_KEYS), (True, REVISED_KEYS)):
-            if set(names) <= found:
-                pos, z, energy, forces = (np.asarray(npz[k]) for k in names)
-                break
+        if set(ORIGINAL_KEYS) <= found:
+            revised, names = False, ORIGINAL_KEYS
+        elif set(REVISED_KEYS) <= found:
+            revised, names = True, REVISED_KEYS
         else:
             raise ValueError(
                 f"{name}: not an MD17 npz; expected keys {ORIGINAL_KEYS} (MD17) or {REVISED_KEYS} (rMD17), "
                 f"found {sorted(found)}"
             )
+        pos, z, energy, forces = (np.asarray(npz[k]) for k in names)
     n_frames, n_atoms = pos.shape[0], z.shape[0]
     energy = energy.reshape(-1)
     if pos.shape != (n_frames, n_atoms, 3) or forces.shape != pos.shape or energy.shape != (n_frames,):

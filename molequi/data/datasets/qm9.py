@@ -181,6 +181,8 @@ def _drop_uncharacterized(molecules: Iterator[QM9Molecule], counter: list[int]) 
 
 def _find_source(root: Path | None, source: str | Path | None, download: bool) -> Path:
     if source is not None:
+        if not Path(source).exists():
+            raise FileNotFoundError(f"{source}: no such file or folder (QM9 source)")
         return Path(source)
     if root is not None:
         tarball = root / TARBALL

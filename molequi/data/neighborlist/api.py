@@ -13,8 +13,8 @@ from molequi.data.neighborlist.torch_backend import torch_candidates
 #: Backends searched with this much extra radius (Angstrom) before the exact filter.
 SEARCH_MARGIN = 1e-6
 
-#: Largest graph for which ``backend="auto"`` uses the all-pairs torch backend on the
-#: CPU (see ``benchmarks/neighbor_list_bench.py``): above it a cell list is faster.
+#: Largest molecule for which ``backend="auto"`` uses the all-pairs torch backend on the
+#: CPU when vesin is not installed (see ``benchmarks/neighbor_list_bench.py``).
 AUTO_TORCH_MAX_ATOMS = 200
 
 
@@ -49,8 +49,9 @@ def neighbor_list(
         batch: None (one graph) or [N] long graph of each atom, sorted ascending.
         backend: ``"auto"``, ``"torch"``, ``"ase"``, ``"vesin"`` or ``"matscipy"``
             (the last two if installed; see :func:`available_backends`). ``"auto"``
-            takes the fastest measured: torch for non-periodic graphs on a GPU or up to
-            :data:`AUTO_TORCH_MAX_ATOMS` atoms per graph, else vesin if installed, else ASE.
+            takes the fastest measured: torch for molecules on a GPU; else vesin if
+            installed; else torch for molecules of up to :data:`AUTO_TORCH_MAX_ATOMS`
+            atoms and ASE for the rest.
         self_interaction: also return the self pairs (i, i, 0).
 
     Returns:
@@ -81,11 +82,19 @@ def neighbor_list(
 
 
 def _choose_backend(systems: Systems) -> str:
-    """The backend ``"auto"`` stands for, from the benchmark in ``benchmarks/``."""
-    if not systems.any_periodic and (systems.pos.is_cuda or int(systems.counts().max()) <= AUTO_TORCH_MAX_ATOMS):
+    """The backend ``"auto"`` stands for, from ``benchmarks/neighbor_list_bench.py``.
+
+    On the CPU vesin was fastest for single graphs, batches and periodic boxes; without
+    it, torch beat ASE on batches of small molecules and ASE beat torch on large boxes.
+    On a GPU, torch keeps molecules on the device.
+    """
+    if not systems.any_periodic and systems.pos.is_cuda:
         return "torch"
-    libraries = available_library_backends()
-    return "vesin" if "vesin" in libraries else "ase"
+    if "vesin" in available_library_backends():
+        return "vesin"
+    if not systems.any_periodic and int(systems.counts().max()) <= AUTO_TORCH_MAX_ATOMS:
+        return "torch"
+    return "ase"
 
 
 def edge_vectors(
