@@ -7,6 +7,7 @@ vesin and matscipy are optional: :func:`available_library_backends` lists what i
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from collections.abc import Callable
 
@@ -51,9 +52,10 @@ _PAIR_FUNCTIONS: dict[str, tuple[str, PairFn]] = {
 }
 
 
-def available_library_backends() -> list[str]:
-    """Names of the library backends whose package is installed."""
-    return [name for name, (module, _) in _PAIR_FUNCTIONS.items() if importlib.util.find_spec(module) is not None]
+@functools.cache
+def available_library_backends() -> tuple[str, ...]:
+    """Names of the library backends whose package is installed (looked up once per process)."""
+    return tuple(name for name, (module, _) in _PAIR_FUNCTIONS.items() if importlib.util.find_spec(module) is not None)
 
 
 def library_candidates(systems: Systems, cutoff: float, backend: str) -> tuple[Tensor, Tensor, Tensor]:
@@ -73,7 +75,7 @@ def library_candidates(systems: Systems, cutoff: float, backend: str) -> tuple[T
     if backend not in _PAIR_FUNCTIONS:
         raise ValueError(f"unknown library backend {backend!r}")
     module, pairs = _PAIR_FUNCTIONS[backend]
-    if importlib.util.find_spec(module) is None:
+    if backend not in available_library_backends():
         raise ImportError(f"neighbour-list backend {backend!r} needs the package {module!r} (pip install {module})")
     pos = systems.pos.detach().to("cpu", torch.float64).numpy()
     cell = systems.full_cell.cpu().numpy()
