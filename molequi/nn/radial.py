@@ -15,13 +15,14 @@ class BesselBasis(torch.nn.Module):
     Args:
         r_max: cutoff radius (Å).
         num_basis: number of functions.
-        trainable: learn the frequencies ``n pi / r_max``.
+        trainable: learn the frequencies ``n pi / r_max`` (default fixed, as in MACE: a layer that
+            receives precomputed edge embeddings then has no unused trainable parameters).
 
     Shapes:
         ``r [...] -> [..., num_basis]``.
     """
 
-    def __init__(self, r_max: float, num_basis: int = 8, trainable: bool = True) -> None:
+    def __init__(self, r_max: float, num_basis: int = 8, trainable: bool = False) -> None:
         super().__init__()
         self.r_max = float(r_max)
         frequencies = torch.arange(1, num_basis + 1, dtype=torch.get_default_dtype()) * math.pi / self.r_max
@@ -57,7 +58,7 @@ class PolynomialCutoff(torch.nn.Module):
 class RadialEmbedding(torch.nn.Module):
     """Bessel basis times the polynomial cutoff envelope: ``[...] -> [..., num_basis]``."""
 
-    def __init__(self, r_max: float, num_basis: int = 8, cutoff_p: int = 6, trainable: bool = True) -> None:
+    def __init__(self, r_max: float, num_basis: int = 8, cutoff_p: int = 6, trainable: bool = False) -> None:
         super().__init__()
         self.num_basis = num_basis
         self.basis = BesselBasis(r_max, num_basis, trainable)
