@@ -97,11 +97,16 @@ def time_mace(name: str, structure: Path, steps: int, warmup: int, threads: int,
 def print_table(rows: list[Row]) -> None:
     """One table; MACE rows also show molequi's speed-up over them on the same system."""
     reference = {r.system: r.steps_per_s for r in rows if r.code.startswith("molequi")}
-    header = f"{'system':<11} {'atoms':>5}  {'code':<13} {'model':<46} {'params':>7} {'thr':>3} {'load':>5} {'steps/s':>8} {'ms/step':>8} {'molequi x':>9}"
+    header = f"{'system':<11} {'atoms':>5}  {'code':<13} {'model':<46} {'params':>7} {'thr':>3} {'load':>5}"
+    header += f" {'steps/s':>8} {'ms/step':>8} {'molequi x':>9}"
     print(header)
     print("-" * len(header))
     for r in rows:
-        speedup = f"{reference[r.system] / r.steps_per_s:.2f}" if not r.code.startswith("molequi") and r.system in reference else ""
+        speedup = (
+            f"{reference[r.system] / r.steps_per_s:.2f}"
+            if not r.code.startswith("molequi") and r.system in reference
+            else ""
+        )
         print(
             f"{r.system:<11} {r.atoms:>5}  {r.code:<13} {r.model:<46} {r.params:>7} {r.threads:>3} {r.load_1min:>5.2f}"
             f" {r.steps_per_s:>8.2f} {1000 / r.steps_per_s:>8.1f} {speedup:>9}"
@@ -116,18 +121,30 @@ def write_json(rows: list[Row], path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _load() -> str:
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--aspirin", default=ASPIRIN, help="file whose first frame is the aspirin molecule")
-    parser.add_argument("--mace-python", default="/work/venv-mace/bin/python", help="python of the venv with mace-torch")
-    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads per process (default: all cores)")
-    parser.add_argument("--steps", type=int, nargs=2, default=(50, 5), metavar=("SMALL", "LARGE"), help="timed steps: aspirin, box")
-    parser.add_argument("--warmup", type=int, nargs=2, default=(10, 2), metavar=("SMALL", "LARGE"), help="warm-up steps: aspirin, box")
+    parser.add_argument(
+        "--mace-python", default="/work/venv-mace/bin/python", help="python of the venv with mace-torch"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=os.cpu_count(), help="torch threads per process (default: all cores)"
+    )
+    parser.add_argument(
+        "--steps", type=int, nargs=2, default=(50, 5), metavar=("SMALL", "LARGE"), help="timed steps: aspirin, box"
+    )
+    parser.add_argument(
+        "--warmup", type=int, nargs=2, default=(10, 2), metavar=("SMALL", "LARGE"), help="warm-up steps: aspirin, box"
+    )
     parser.add_argument("--systems", nargs="+", choices=("aspirin", "cu_box"), default=("aspirin", "cu_box"))
     parser.add_argument("--json", type=Path, default=None, help="also write the rows to this JSON file")
     args = parser.parse_args()
 
-    print(f"load average at start (1, 5, 15 min): {', '.join(f'{x:.2f}' for x in os.getloadavg())}; {os.cpu_count()} cores")
+    print(f"load average at start (1, 5, 15 min): {_load()}; {os.cpu_count()} cores")
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as scratch:
         for k, (name, atoms) in enumerate(systems(args.aspirin).items()):
@@ -139,7 +156,7 @@ def main() -> None:
             ase.io.write(structure, atoms)
             for hidden in MACE_CONFIGS:
                 rows.append(time_mace(name, structure, steps, warmup, args.threads, hidden, args.mace_python))
-    print(f"load average at end (1, 5, 15 min): {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"load average at end (1, 5, 15 min): {_load()}")
     print_table(rows)
     if args.json:
         write_json(rows, args.json)

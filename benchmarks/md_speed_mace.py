@@ -75,13 +75,17 @@ def main() -> None:
     atoms.calc = MACECalculator(models=model, device="cpu", default_dtype=args.dtype)
     rate = md_steps_per_second(atoms, args.steps, args.warmup)
     config = f"{args.hidden_irreps}, max_ell {args.max_ell}, correlation {args.correlation}, {args.layers} layers"
-    print(json.dumps({
-        "code": f"MACE {mace.__version__}",
-        "model": config,
-        "params": sum(p.numel() for p in model.parameters()),
-        "threads": torch.get_num_threads(),
-        "steps_per_s": rate,
-    }))
+    print(
+        json.dumps(
+            {
+                "code": f"MACE {mace.__version__}",
+                "model": config,
+                "params": sum(p.numel() for p in model.parameters()),
+                "threads": torch.get_num_threads(),
+                "steps_per_s": rate,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

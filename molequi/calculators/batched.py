@@ -53,7 +53,9 @@ def predict(
     for indices, with_stress in ((periodic, True), (other, False)):
         for start in range(0, len(indices), batch_size):
             chunk = indices[start : start + batch_size]
-            results.update(zip(chunk, _predict_batch(models, [structures[k] for k in chunk], chunk, with_stress, device)))
+            results.update(
+                zip(chunk, _predict_batch(models, [structures[k] for k in chunk], chunk, with_stress, device))
+            )
     return [results[k] for k in range(len(structures))]
 
 

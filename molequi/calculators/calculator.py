@@ -73,7 +73,10 @@ class MolequiCalculator(Calculator):
             self.implemented_properties = [*self.implemented_properties, "energy_std", "forces_std", "stress_std"]
 
     def calculate(
-        self, atoms: Atoms | None = None, properties: Sequence[str] = ("energy",), system_changes: Sequence[str] = all_changes
+        self,
+        atoms: Atoms | None = None,
+        properties: Sequence[str] = ("energy",),
+        system_changes: Sequence[str] = all_changes,
     ) -> None:
         """Evaluate ``atoms``; stores the results in ``self.results`` (stress only for periodic cells)."""
         super().calculate(atoms, properties, system_changes)
@@ -101,7 +104,11 @@ class MolequiCalculator(Calculator):
         """Model input of ``atoms``: ``z [N]``, ``pos [N, 3]``, edges, ``cell [1, 3, 3]``, ``pbc [1, 3]``."""
         pos64 = torch.from_numpy(np.ascontiguousarray(atoms.positions, dtype=np.float64)).to(self.device)
         pbc = torch.from_numpy(np.asarray(atoms.pbc, dtype=bool)).to(self.device)
-        cell64 = torch.from_numpy(atoms.cell.array.astype(np.float64)) if pbc.any() else torch.zeros(3, 3, dtype=torch.float64)
+        cell64 = (
+            torch.from_numpy(atoms.cell.array.astype(np.float64))
+            if pbc.any()
+            else torch.zeros(3, 3, dtype=torch.float64)
+        )
         cell64 = cell64.to(self.device)
         edges = self.neighbors.update(pos64, cell64, pbc)
         check_edge_lengths(edges.length, edges.edge_index, "atoms")

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import ase.io
+import torch
 
 from .calculator import MolequiCalculator
 from .md import ENSEMBLES, run_md
@@ -25,22 +26,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="model file (model.pt)")
     parser.add_argument("structure", help="starting structure (any file ASE reads; the first frame is used)")
     parser.add_argument("--ensemble", choices=ENSEMBLES, default="nve", help="default: nve (velocity Verlet)")
-    parser.add_argument("--temperature", type=float, default=300.0, metavar="K", help="initial / thermostat temperature (default 300)")
+    parser.add_argument(
+        "--temperature", type=float, default=300.0, metavar="K", help="initial / thermostat temperature (default 300)"
+    )
     parser.add_argument("--timestep", type=float, default=0.5, metavar="FS", help="time step in fs (default 0.5)")
     parser.add_argument("--steps", type=int, default=1000, metavar="N", help="number of MD steps (default 1000)")
-    parser.add_argument("--friction", type=float, default=0.01, metavar="1/FS", help="Langevin friction (default 0.01 / fs)")
-    parser.add_argument("--interval", type=int, default=10, metavar="N", help="steps between frames, log lines and energy samples (default 10)")
-    parser.add_argument("--out", default="md.traj", metavar="TRAJ", help="trajectory file, format from its suffix (default md.traj)")
-    parser.add_argument("--log", default=None, metavar="FILE", help="MD log file (default: the trajectory name with suffix .log)")
+    parser.add_argument(
+        "--friction", type=float, default=0.01, metavar="1/FS", help="Langevin friction (default 0.01 / fs)"
+    )
+    parser.add_argument(
+        "--interval",
+        type=int,
+        default=10,
+        metavar="N",
+        help="steps between frames, log lines and energy samples (default 10)",
+    )
+    parser.add_argument(
+        "--out", default="md.traj", metavar="TRAJ", help="trajectory file, format from its suffix (default md.traj)"
+    )
+    parser.add_argument(
+        "--log", default=None, metavar="FILE", help="MD log file (default: the trajectory name with suffix .log)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of velocities and thermostat noise (default 0)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    parser.add_argument("--dtype", choices=("float32", "float64"), default=None, help="evaluation precision (default: the model's)")
+    parser.add_argument(
+        "--dtype", choices=("float32", "float64"), default=None, help="evaluation precision (default: the model's)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, metavar="N", help="torch CPU threads (default: torch's choice)"
+    )
     parser.add_argument("--skin", type=float, default=1.0, metavar="A", help="neighbour-list skin in A (default 1.0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the MD described by ``args``; returns the exit status (1 for bad input)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
     try:
         atoms = ase.io.read(args.structure, index=0)
         atoms.calc = MolequiCalculator(args.model, device=args.device, dtype=args.dtype, skin=args.skin)
@@ -63,12 +85,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"molequi md: error: {error}", file=sys.stderr)
         return 1
     wall = time.perf_counter() - start
-    print(f"{args.steps} steps of {args.ensemble} MD ({len(atoms)} atoms) in {wall:.1f} s ({args.steps / wall:.1f} steps/s)")
+    rate = args.steps / wall
+    print(f"{args.steps} steps of {args.ensemble} MD ({len(atoms)} atoms) in {wall:.1f} s ({rate:.1f} steps/s)")
     print(f"trajectory: {args.out}   log: {log}")
     print(f"final temperature: {record.temperature[-1]:.1f} K   mean: {record.temperature.mean():.1f} K")
     if args.ensemble == "nve":
         if len(record.time_ps) >= 2:
-            print(f"energy drift: {record.drift():.4f} meV/atom/ps (linear fit of the total energy over {record.time_ps[-1]:.3f} ps)")
+            span = record.time_ps[-1]
+            print(f"energy drift: {record.drift():.4f} meV/atom/ps (linear fit of the total energy over {span:.3f} ps)")
         else:
             print("energy drift: not available (fewer than two energy samples; lower --interval)")
     return 0

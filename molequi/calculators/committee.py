@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Sequence
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,7 +14,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from ..models import AtomisticModel, load_model
 
 #: A model file path or a model instance.
-ModelLike = Union[str, os.PathLike, AtomisticModel]
+ModelLike = str | os.PathLike | AtomisticModel
 
 
 def resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
@@ -59,7 +59,9 @@ def known_elements(models: Sequence[AtomisticModel]) -> list[int] | None:
     return sorted(set.intersection(*declared)) if declared else None
 
 
-def evaluate(models: Sequence[AtomisticModel], data: dict[str, torch.Tensor], compute_stress: bool) -> dict[str, torch.Tensor]:
+def evaluate(
+    models: Sequence[AtomisticModel], data: dict[str, torch.Tensor], compute_stress: bool
+) -> dict[str, torch.Tensor]:
     """Energies, forces and (optionally) stresses of every model on one batch, detached.
 
     Args:

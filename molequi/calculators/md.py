@@ -72,7 +72,9 @@ def initialize_velocities(atoms: Atoms, temperature_K: float, seed: int) -> None
         ZeroRotation(atoms)
 
 
-def make_dynamics(atoms: Atoms, ensemble: str, timestep_fs: float, temperature_K: float, friction_per_fs: float, seed: int) -> MolecularDynamics:
+def make_dynamics(
+    atoms: Atoms, ensemble: str, timestep_fs: float, temperature_K: float, friction_per_fs: float, seed: int
+) -> MolecularDynamics:
     """An ASE driver: ``"nve"`` (velocity Verlet) or ``"langevin"`` (friction in 1/fs)."""
     if ensemble == "nve":
         return VelocityVerlet(atoms, timestep=timestep_fs * units.fs)

@@ -8,11 +8,10 @@ import torch
 from ase.build import molecule
 from ase.calculators.calculator import PropertyNotImplementedError
 from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_stress
+from calc_systems import cu_bulk, cu_cluster
 
 from molequi.calculators import MolequiCalculator
 from molequi.models import save_model
-
-from calc_systems import cu_bulk, cu_cluster
 
 
 def test_forces_match_finite_differences_molecule(committee_models):
@@ -46,6 +45,7 @@ def test_properties_and_units(trained_model):
 
 
 def test_model_file_dtype_and_caller_model_untouched(trained_model, tmp_path):
+    before = {name: (p.dtype, p.requires_grad) for name, p in trained_model.named_parameters()}
     path = tmp_path / "model.pt"
     save_model(trained_model, path)
     atoms = cu_bulk(seed=4)
@@ -53,9 +53,9 @@ def test_model_file_dtype_and_caller_model_untouched(trained_model, tmp_path):
     reference = atoms.get_forces()
     from_file = MolequiCalculator(str(path))
     np.testing.assert_allclose(from_file.get_forces(atoms), reference, rtol=0, atol=1e-12)
-    single = MolequiCalculator(path, dtype="float32")
+    single = MolequiCalculator(trained_model, dtype="float32")
     assert single.dtype == torch.float32
     np.testing.assert_allclose(single.get_forces(atoms), reference, atol=1e-4)
-    assert all(p.dtype == torch.float64 and p.requires_grad for p in trained_model.parameters())
+    assert {name: (p.dtype, p.requires_grad) for name, p in trained_model.named_parameters()} == before
     with pytest.raises(ValueError, match="dtype"):
         MolequiCalculator(path, dtype="int64")

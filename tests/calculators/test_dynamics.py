@@ -25,7 +25,9 @@ def test_nve_conserves_energy(trained_model):
     initialize_velocities(atoms, 300.0, seed=0)
     dyn = make_dynamics(atoms, "nve", timestep_fs=2.0, temperature_K=300.0, friction_per_fs=0.0, seed=0)
     time_ps, total = [], []
-    dyn.attach(lambda: (time_ps.append(dyn.get_time() / (1000 * units.fs)), total.append(atoms.get_total_energy())), interval=5)
+    dyn.attach(
+        lambda: (time_ps.append(dyn.get_time() / (1000 * units.fs)), total.append(atoms.get_total_energy())), interval=5
+    )
     dyn.run(250)
     total = np.array(total)
     drift = np.polyfit(time_ps, total, 1)[0] * 1000 / len(atoms)  # meV/atom/ps
@@ -50,9 +52,13 @@ def test_langevin_and_npt_run(trained_model):
     calc = MolequiCalculator(trained_model)
     atoms.calc = calc
     initialize_velocities(atoms, 300.0, seed=1)
-    Langevin(atoms, 2 * units.fs, temperature_K=300, friction=0.02 / units.fs, fixcm=False, rng=np.random.default_rng(2)).run(10)
+    Langevin(
+        atoms, 2 * units.fs, temperature_K=300, friction=0.02 / units.fs, fixcm=False, rng=np.random.default_rng(2)
+    ).run(10)
     volume = atoms.get_volume()
-    npt = IsotropicMTKNPT(atoms, 2 * units.fs, temperature_K=300, pressure_au=1.0 * units.GPa, tdamp=100 * units.fs, pdamp=500 * units.fs)
+    npt = IsotropicMTKNPT(
+        atoms, 2 * units.fs, temperature_K=300, pressure_au=1.0 * units.GPa, tdamp=100 * units.fs, pdamp=500 * units.fs
+    )
     npt.run(10)
     assert atoms.get_volume() != volume
     assert np.isfinite(atoms.get_stress()).all() and "stress" in calc.results
