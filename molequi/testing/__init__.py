@@ -8,6 +8,7 @@ from .equivariance import (
     equivariance_error,
     graph_layer_equivariance_errors,
     random_o3,
+    wigner_matrices,
 )
 from .physics import finite_difference_force_error, finite_difference_stress_error, model_equivariance_errors
 
@@ -22,4 +23,5 @@ __all__ = [
     "graph_layer_equivariance_errors",
     "model_equivariance_errors",
     "random_o3",
+    "wigner_matrices",
 ]

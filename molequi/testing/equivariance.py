@@ -29,6 +29,21 @@ def random_o3(num: int, dtype: torch.dtype = torch.float64, generator: torch.Gen
     return (rotations * signs[:, None, None]).to(dtype)
 
 
+def wigner_matrices(irreps: o3.Irreps | str, matrices: torch.Tensor) -> torch.Tensor:
+    """``[n, dim, dim]`` representation matrices of ``irreps`` for ``matrices [n, 3, 3]``, in float64.
+
+    Built in one batched call under a float64 default dtype: e3nn creates intermediates in the
+    default dtype, and its per-matrix ``matrix_exp`` path is only accurate to ~1e-11 for some
+    small angles, which would otherwise dominate float64 equivariance errors.
+    """
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        return o3.Irreps(irreps).D_from_matrix(matrices.to(torch.float64))
+    finally:
+        torch.set_default_dtype(previous)
+
+
 def default_tolerance(dtype: torch.dtype) -> float:
     """The tolerance used when none is given (see :data:`TOLERANCES`)."""
     return TOLERANCES.get(dtype, 1e-4)
@@ -60,11 +75,10 @@ def equivariance_error(
     if inputs is None:
         inputs = torch.randn(16, irreps_in.dim, dtype=dtype, generator=generator)
     reference = function(inputs)
+    matrices = random_o3(num_transformations, torch.float64, generator)
     worst = 0.0
-    for matrix in random_o3(num_transformations, torch.float64, generator):
-        d_in = irreps_in.D_from_matrix(matrix).to(inputs.dtype)
-        d_out = irreps_out.D_from_matrix(matrix).to(reference.dtype)
-        error = (function(inputs @ d_in.T) - reference @ d_out.T).abs().max().item()
+    for d_in, d_out in zip(wigner_matrices(irreps_in, matrices), wigner_matrices(irreps_out, matrices)):
+        error = (function(inputs @ d_in.to(inputs.dtype).T) - reference @ d_out.to(reference.dtype).T).abs().max().item()
         worst = max(worst, error)
     return worst
 
@@ -115,10 +129,10 @@ def graph_layer_equivariance_errors(
     node_inputs = node_inputs or {}
     reference = layer(x, pos, edge_index, **node_inputs)
     o3_error = 0.0
-    for matrix in random_o3(num_transformations, torch.float64, generator):
-        d_in, d_out = irreps_in.D_from_matrix(matrix).to(x.dtype), irreps_out.D_from_matrix(matrix).to(x.dtype)
-        rotated = layer(x @ d_in.T, pos @ matrix.to(pos.dtype).T, edge_index, **node_inputs)
-        o3_error = max(o3_error, (rotated - reference @ d_out.T).abs().max().item())
+    matrices = random_o3(num_transformations, torch.float64, generator)
+    for matrix, d_in, d_out in zip(matrices, wigner_matrices(irreps_in, matrices), wigner_matrices(irreps_out, matrices)):
+        rotated = layer(x @ d_in.to(x.dtype).T, pos @ matrix.to(pos.dtype).T, edge_index, **node_inputs)
+        o3_error = max(o3_error, (rotated - reference @ d_out.to(x.dtype).T).abs().max().item())
     shift = 10 * torch.randn(1, 3, dtype=pos.dtype, generator=generator)
     translation_error = (layer(x, pos + shift, edge_index, **node_inputs) - reference).abs().max().item()
     node_perm = torch.randperm(x.shape[0], generator=generator)
