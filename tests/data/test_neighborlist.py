@@ -179,5 +179,5 @@ def test_auto_backend_choice(monkeypatch, libraries):
     molecule = api.make_systems(torch.zeros(5, 3), None, None, None)
     big = api.make_systems(torch.zeros(300, 3), None, None, None)
     periodic = api.make_systems(torch.zeros(5, 3), torch.eye(3) * 9.0, True, None)
-    expected = ("vesin",) * 3 if "vesin" in libraries else ("torch", "ase", "ase")
+    expected = ("vesin",) * 3 if "vesin" in libraries else ("torch", "ase", "torch")
     assert (api._choose_backend(molecule), api._choose_backend(big), api._choose_backend(periodic)) == expected

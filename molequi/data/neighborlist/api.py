@@ -13,8 +13,8 @@ from molequi.data.neighborlist.torch_backend import torch_candidates
 #: Backends searched with this much extra radius (Angstrom) before the exact filter.
 SEARCH_MARGIN = 1e-6
 
-#: Largest molecule for which ``backend="auto"`` uses the all-pairs torch backend on the
-#: CPU when vesin is not installed (see ``benchmarks/neighbor_list_bench.py``).
+#: Largest non-periodic graph for which ``backend="auto"`` uses the all-pairs torch
+#: backend on the CPU when vesin is not installed (see ``benchmarks/neighbor_list_bench.py``).
 AUTO_TORCH_MAX_ATOMS = 200
 
 
@@ -50,8 +50,8 @@ def neighbor_list(
         backend: ``"auto"``, ``"torch"``, ``"ase"``, ``"vesin"`` or ``"matscipy"``
             (the last two if installed; see :func:`available_backends`). ``"auto"``
             takes the fastest measured: torch for molecules on a GPU; else vesin if
-            installed; else torch for molecules of up to :data:`AUTO_TORCH_MAX_ATOMS`
-            atoms and ASE for the rest.
+            installed; else ASE for molecules of more than :data:`AUTO_TORCH_MAX_ATOMS`
+            atoms and torch for the rest.
         self_interaction: also return the self pairs (i, i, 0).
 
     Returns:
@@ -86,16 +86,17 @@ def _choose_backend(systems: Systems) -> str:
 
     On 2 CPU cores vesin (C++ cell list) was within noise of the fastest on single
     molecules, among the fastest on batches of molecules and ~7x faster than torch or ASE
-    on a 999-atom water box; without it, torch beat ASE everywhere but ASE is kept for
-    large structures (torch is all-pairs there). On a GPU, torch keeps molecules on the device.
+    on a 999-atom water box. Without it, torch beat ASE on molecules and on the box; ASE
+    stays for large molecules, where torch compares all pairs. On a GPU, torch keeps
+    molecules on the device.
     """
     if not systems.any_periodic and systems.pos.is_cuda:
         return "torch"
     if "vesin" in available_library_backends():
         return "vesin"
-    if not systems.any_periodic and int(systems.counts().max()) <= AUTO_TORCH_MAX_ATOMS:
-        return "torch"
-    return "ase"
+    if not systems.any_periodic and int(systems.counts().max()) > AUTO_TORCH_MAX_ATOMS:
+        return "ase"
+    return "torch"
 
 
 def edge_vectors(
