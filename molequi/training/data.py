@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 from ase.data import chemical_symbols
-from torch_geometric.data import Dataset
+from torch_geometric.data import Dataset, InMemoryDataset
 
 from ..data import keys
 from ..data.datasets import QM9, ASEDataset, random_split_indices
@@ -119,9 +119,13 @@ def _draw(config: DataConfig, num: int, test_num: int, seed: int) -> dict[str, l
     return {"train": train.tolist(), "val": val.tolist(), "test": test.tolist()}
 
 
-def _elements(dataset: Dataset) -> set[int]:
-    """Atomic numbers present in ``dataset``."""
-    return set(getattr(dataset, keys.ATOMIC_NUMBERS).unique().tolist()) if len(dataset) else set()
+def _elements(dataset: InMemoryDataset) -> set[int]:
+    """Atomic numbers present in ``dataset`` (a view of an in-memory dataset), without building its graphs."""
+    counts = dataset.slices[keys.ATOMIC_NUMBERS].diff()  # atoms per graph of the whole collated dataset
+    selected = torch.zeros(len(counts), dtype=torch.bool)
+    selected[torch.as_tensor(list(dataset.indices()), dtype=torch.long)] = True
+    z = dataset._data[keys.ATOMIC_NUMBERS]
+    return set(z[selected.repeat_interleave(counts)].unique().tolist())
 
 
 def _check_elements(splits: Splits) -> None:

@@ -29,7 +29,7 @@ def test_example_config_trains(name, sizes, repository, shared_data, cache_dir, 
 @pytest.mark.slow
 def test_full_demo_command(tmp_path, cache_dir, capsys):
     """`molequi demo` as shipped: 60 epochs; about 2 minutes on two idle cores."""
-    assert main(["demo", "--output", str(tmp_path / "demo"), "--set", f"data.cache_dir={cache_dir}", "--set", "progress_bar=false"]) == 0
+    assert main(["demo", "--output", str(tmp_path / "demo"), "--set", f"data.cache_dir={cache_dir}", "--set", "progress_bar=false", "--set", "max_minutes=null"]) == 0
     assert "demo finished" in capsys.readouterr().out
     rows = read_metrics_csv(tmp_path / "demo" / "metrics.csv")
     assert rows[-1]["val_forces_mae"] < 0.03

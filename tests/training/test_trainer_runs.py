@@ -148,3 +148,18 @@ def test_clear_errors_for_bad_data(tiny_config, tmp_path):
         train(load_config(tiny_config(data={"path": str(path), "train_size": 4, "val_size": 2})))
     with pytest.raises(ValueError, match="do not fit"):
         train(load_config(tiny_config(data={"train_size": 300})))
+
+
+def test_isolated_atom_energies_from_file_or_mapping(tiny_config, demo_data):
+    isolated = demo_data.parent / "emt_isolated_atoms.extxyz"  # Cu 3.51 eV, Au 3.8 eV
+    for source in (str(isolated), {"Cu": 3.51, 79: 3.8}):
+        trainer = Trainer(load_config(tiny_config(data={"isolated_atoms": source})))
+        assert trainer.statistics["atomic_energies_source"] == "given"
+        assert trainer.statistics["atomic_energies"] == pytest.approx([3.51, 3.8])
+        assert trainer.model.config["atomic_energies"] == pytest.approx({29: 3.51, 79: 3.8})
+
+
+def test_time_budget_stops_after_an_epoch(tiny_config):
+    result = train(load_config(tiny_config(max_epochs=5, max_minutes=1e-6)))
+    assert (result.epochs, result.stop_reason) == (1, "max_minutes")
+    assert set(result.test_metrics) >= {"energy_mae", "forces_mae", "forces_rmse"}
