@@ -1,0 +1,104 @@
+"""molequi side of ``benchmarks/model_speed.py``: time one case of ``EquivariantPotential``.
+
+Run with molequi's python (the driver does this)::
+
+    python benchmarks/peers/molequi_worker.py --structures aspirin32.extxyz --dtype float32 --task forces
+
+``--config`` takes ``EquivariantPotential`` options as JSON, plus ``"model"``: ``"EquivariantPotential"``
+(default) or ``"NBodyNetwork"`` (when ``molequi.models`` has it) and ``"compile": true`` to time
+``torch.compile`` of the convolutions' fused edge kernels (inference only).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _harness  # noqa: E402
+
+DEFAULTS = {
+    "model": "EquivariantPotential",
+    "r_max": 5.0,
+    "num_layers": 3,
+    "hidden_irreps": "32x0e+32x1o+32x2e",
+    "lmax": 2,
+    "num_radial": 8,
+    "radial_hidden": [64, 64],
+    "avg_num_neighbors": 10.0,
+}
+
+
+def main() -> None:
+    args = _harness.common_arguments(__doc__).parse_args()
+    _harness.setup(args)
+    import ase.io
+    import torch
+    from torch_geometric.data import Batch
+
+    import molequi
+    import molequi.models
+    from molequi.data import structure_from_atoms, structures_to_graphs
+
+    config = {**DEFAULTS, **json.loads(args.config)}
+    model_name = config.pop("model")
+    use_compile = bool(config.pop("compile", False))
+    frames = ase.io.read(args.structures, ":")
+    species = sorted({int(z) for atoms in frames for z in atoms.numbers})
+    if not hasattr(molequi.models, model_name):
+        _harness.emit({"side": "molequi", "skipped": f"molequi.models has no {model_name}"})
+        return
+    model = getattr(molequi.models, model_name)(species, **config)
+    model.train(args.task == "train")
+    r_max = float(config["r_max"])
+
+    def build_batch():
+        structures = [structure_from_atoms(atoms, where=f"frame {i}") for i, atoms in enumerate(frames)]
+        return Batch.from_data_list(structures_to_graphs(structures, r_max))
+
+    graph_ms = _harness.median_time(build_batch)
+    batch = build_batch()
+    num_atoms, num_edges = int(batch.num_nodes), int(batch.edge_index.shape[1])
+
+    if use_compile:
+        for module in model.modules():
+            if hasattr(module, "_fused_aggregate"):
+                module._fused_aggregate = torch.compile(module._fused_aggregate, dynamic=True)
+
+    if args.task == "forces":
+
+        def call():
+            out = model(batch)
+            return out["energy"], out["forces"]
+
+    else:
+        energy_ref, forces_ref = _harness.energy_forces_labels(frames, torch.get_default_dtype())
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+        def call():
+            optimizer.zero_grad(set_to_none=True)
+            out = model(batch)
+            loss = _harness.energy_forces_loss(
+                out["energy"], out["forces"], energy_ref, forces_ref, num_atoms, len(frames)
+            )
+            loss.backward()
+            optimizer.step()
+
+    result = {
+        "side": "molequi",
+        "model": model_name + (" (torch.compile)" if use_compile else ""),
+        "version": molequi.__version__,
+        "config": {**config, "model": model_name, "compile": use_compile},
+        "params": sum(p.numel() for p in model.parameters()),
+        "atoms": num_atoms,
+        "edges": num_edges,
+        "graph_ms": graph_ms,
+        **_harness.environment(),
+    }
+    result.update(_harness.measure(call, args.repeats, args.warmup))
+    _harness.emit(result)
+
+
+if __name__ == "__main__":
+    main()
