@@ -56,6 +56,7 @@ def main() -> None:
     parser.add_argument("structure")
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--r-max", type=float, default=5.0)
@@ -73,7 +74,7 @@ def main() -> None:
     atoms = ase.io.read(args.structure, index=0)
     model = build_mace(sorted(set(atoms.numbers.tolist())), args)
     atoms.calc = MACECalculator(models=model, device="cpu", default_dtype=args.dtype)
-    rate = md_steps_per_second(atoms, args.steps, args.warmup)
+    rates = md_steps_per_second(atoms, args.steps, args.warmup, args.repeats)
     config = f"{args.hidden_irreps}, max_ell {args.max_ell}, correlation {args.correlation}, {args.layers} layers"
     print(
         json.dumps(
@@ -82,7 +83,7 @@ def main() -> None:
                 "model": config,
                 "params": sum(p.numel() for p in model.parameters()),
                 "threads": torch.get_num_threads(),
-                "steps_per_s": rate,
+                "steps_per_s": rates,
             }
         )
     )
