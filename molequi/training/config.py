@@ -23,6 +23,7 @@ from typing import Any, Literal, Union
 from ..models.checkpoint import MODEL_CLASSES
 from .yaml_io import parse_value, read_yaml
 
+
 class ConfigError(ValueError):
     """A bad configuration: unknown, missing or ill-typed key, or an out-of-range value."""
 
@@ -254,9 +255,7 @@ class TrainConfig:
         return out
 
 
-def load_config(
-    source: str | Path | Mapping[str, Any], overrides: Sequence[str] = ()
-) -> TrainConfig:
+def load_config(source: str | Path | Mapping[str, Any], overrides: Sequence[str] = ()) -> TrainConfig:
     """Read a config file (or take a mapping) and apply ``key=value`` overrides.
 
     Args:

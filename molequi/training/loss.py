@@ -96,5 +96,5 @@ class WeightedLoss:
         return loss * world_size
 
     def from_mse(self, mse: Mapping[str, float]) -> float:
-        """The loss from mean squared errors ``{name: mse}`` (e.g. over a whole epoch)."""
-        return sum(self.weights[name] * mse[name] for name in self.names)
+        """The loss from mean squared errors ``{name: mse}`` (e.g. over a whole epoch); absent terms count 0."""
+        return sum(self.weights[name] * mse[name] for name in self.names if name in mse)

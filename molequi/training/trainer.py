@@ -119,9 +119,9 @@ class Trainer:
             self.loss = WeightedLoss(config.loss)
             self._check_targets(self.splits)
             seed_everything(config.seed)
+            self.statistics: dict[str, Any]
             if checkpoint:
-                self.statistics: dict[str, Any] = checkpoint["model"]["statistics"]
-                model = model_from_dict(checkpoint["model"])
+                self.statistics, model = checkpoint["model"]["statistics"], model_from_dict(checkpoint["model"])
             else:
                 self.statistics, model = self._new_model()
             self.model = model.to(self.dist.device)
@@ -268,7 +268,7 @@ class Trainer:
             self.schedule.step()
             self.ema.update(self.model)
             accumulator.update(pred, batch)
-            running += (loss.item() / self.dist.world_size - running) / step
+            running += (loss.item() - running) / step  # under DDP: this process's estimate of the batch loss
             bar.set_postfix(loss=f"{running:.4g}", lr=f"{self.schedule.lr:.2e}", refresh=False)
         accumulator.reduce(self.dist.sum)
         return self._summarize(accumulator)
