@@ -1,7 +1,7 @@
 """A short real training run with the demo config on the demo data learns EMT forces.
 
 Measured (seed 0, one thread, torch 2.13 CPU): after 12 epochs (~30 s of CPU time) the test
-force MAE is 0.062 eV/A and the energy MAE 0.012 eV/atom, from 0.5 eV/A and 0.13 eV/atom after
+force MAE is 0.062 eV/A and the energy MAE 0.012 eV/atom, from 0.17 eV/A and 0.13 eV/atom after
 the first epoch (the force RMS of the data is 0.71 eV/A). The bounds leave a margin for other
 platforms. The full demo (60 epochs, `molequi demo`, ~100 s) reaches 0.016 eV/A and 0.0037 eV/atom.
 """
