@@ -36,10 +36,11 @@ class MetricAccumulator:
             pred: model output (``energy [G]``, ``forces [N, 3]``, ``stress [G, 3, 3]``).
             batch: PyG batch with the references.
         """
-        for row, (name, diff) in enumerate(errors(pred, batch).items()):
+        for row, diff in enumerate(errors(pred, batch).values()):  # in the order of QUANTITIES
             if diff is not None:
                 diff = diff.detach().double().cpu()
-                self.sums[row] += torch.stack([diff.abs().sum(), diff.square().sum(), torch.tensor(float(diff.numel()))])
+                count = torch.tensor(float(diff.numel()), dtype=torch.float64)
+                self.sums[row] += torch.stack([diff.abs().sum(), diff.square().sum(), count])
 
     def reduce(self, sum_over_processes: Callable[[torch.Tensor], torch.Tensor]) -> None:
         """Replace the sums by their totals over processes."""
