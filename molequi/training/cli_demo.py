@@ -49,9 +49,12 @@ def run(args: argparse.Namespace) -> int:
         raw["data"]["path"] = str(REPOSITORY / raw["data"]["path"])  # the demo data lives in the checkout
         config = load_config(raw, [f"output_dir={args.output}", *args.overrides])
         result = train(config, overwrite=True)
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, FloatingPointError) as error:
         print(f"molequi demo: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\nmolequi demo: interrupted", file=sys.stderr)
+        return 130
     print(f"\ndemo finished: {result.epochs} epochs in {result.wall_time_s / 60:.1f} min ({result.stop_reason}).")
     print(f"test errors of {result.output_dir / 'model.pt'} (EMA weights of epoch {result.best_epoch}):")
     print(format_metrics(result.test_metrics))

@@ -36,15 +36,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train; returns 0, or 2 with a one-line message for a bad config, missing file or bad data."""
+    """Train; returns 0, 2 with a one-line message for bad config or data or a diverged run, 130 on Ctrl-C."""
     configure_logging()
     try:
         set_threads(args.threads)
         config = load_config(args.config, args.overrides)
         result = train(config, resume=args.resume, overwrite=args.overwrite)
-    except (FileNotFoundError, FileExistsError, ValueError) as error:
+    except (FileNotFoundError, FileExistsError, ValueError, FloatingPointError) as error:
         print(f"molequi train: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\nmolequi train: interrupted; --resume continues after the last completed epoch", file=sys.stderr)
+        return 130
     if result.test_metrics:
         print(f"test errors of {result.output_dir / 'model.pt'} (epoch {result.best_epoch}):")
         print(format_metrics(result.test_metrics))
