@@ -1,8 +1,27 @@
-"""Equivariant point convolution as a PyTorch Geometric ``MessagePassing`` layer."""
+"""Equivariant point convolution as a PyTorch Geometric ``MessagePassing`` layer.
+
+The per-edge tensor product runs in one of three ways, all giving the same numbers up to
+floating-point rounding (``tests/benchmarks/test_fast_paths.py``):
+
+1. the reference: PyG ``propagate`` with e3nn's ``TensorProduct`` (``conv.fused = False``);
+2. fused PyTorch operations, channels last, grouped by input irrep block and output dimension
+   (the default in training mode: differentiable to any order);
+3. a fused C++ kernel (gather, Clebsch-Gordan contraction, radial weights and scatter-sum in one
+   pass over the edges, with a hand-written backward), compiled once per machine on first use
+   with PyTorch's C++ extension tool; the default in eval mode. It needs a C++ compiler; without
+   one, or with ``MOLEQUI_FUSED_KERNEL=0`` in the environment, path 2 runs instead. A second
+   derivative through it (``create_graph=True``) recomputes the block with path 2.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import math
+import os
+import platform
+import warnings
+from typing import Any
 
 import torch
 from e3nn import o3
@@ -10,6 +29,331 @@ from e3nn.nn import FullyConnectedNet
 from torch_geometric.nn import MessagePassing
 
 from ..edge_embedding import EdgeEmbedding, edge_vectors
+
+_LOG = logging.getLogger(__name__)
+
+#: C++ source of the fused kernel (path 3 of the module docstring), one input irrep block per call.
+_KERNEL_SOURCE = r"""
+// Fused "uvu" tensor product + scatter-sum for one input irrep block of molequi's EquivariantConv.
+//   x    [N, D, U]  source features of one input irrep block, channels last
+//   sh   [E, S]     edge spherical harmonics
+//   cg   [S, Q, D]  Clebsch-Gordan coefficients with path weights and normalisation
+//   w    [E, P, U]  radial weights of the block's P paths; path [Q] int64: the path of every row q
+//   src, tgt [E]    int64 source j and target i of every edge
+// forward:  out[tgt, q, u] += w[e, path[q], u] * sum_i M_e[q, i] x[src, i, u],  M_e = sum_s sh[e, s] cg[s]
+// backward: gradients of a scalar with respect to x, sh and w, given g = d/d(out).
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+#include <algorithm>
+#include <vector>
+
+namespace {
+
+constexpr int64_t kMaxU = 512;
+
+template <typename T>
+inline void path_map(const T* __restrict__ sh_e, const T* __restrict__ cg, int64_t S, int64_t QD, T* __restrict__ m) {
+  for (int64_t k = 0; k < QD; ++k) m[k] = T(0);
+  for (int64_t s = 0; s < S; ++s) {
+    const T y = sh_e[s];
+    if (y == T(0)) continue;
+    const T* __restrict__ c = cg + s * QD;
+    for (int64_t k = 0; k < QD; ++k) m[k] += y * c[k];
+  }
+}
+
+// Edge ranges of the threads; with `sorted` targets, no target's edges are split (disjoint output rows).
+std::vector<int64_t> edge_chunks(const int64_t* key, int64_t E, int64_t parts, bool sorted) {
+  std::vector<int64_t> b(parts + 1);
+  for (int64_t k = 0; k <= parts; ++k) b[k] = E * k / parts;
+  if (sorted)
+    for (int64_t k = 1; k < parts; ++k) {
+      int64_t i = std::max(b[k], b[k - 1]);
+      while (i > 0 && i < E && key[i] == key[i - 1]) ++i;
+      b[k] = i;
+    }
+  return b;
+}
+
+int64_t num_chunks(int64_t E) { return std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), E / 256 + 1)); }
+
+template <typename T>
+void add_into(T* out, const std::vector<T>& parts, int64_t size) {
+  for (size_t off = 0; off < parts.size(); off += size) {
+    const T* p = parts.data() + off;
+    at::parallel_for(0, size, 16384, [&](int64_t a, int64_t z) {
+      for (int64_t k = a; k < z; ++k) out[k] += p[k];
+    });
+  }
+}
+
+template <typename T, int64_t UC>
+void forward_impl(const T* __restrict__ x, const T* __restrict__ sh, const T* __restrict__ cg, const T* __restrict__ w,
+                  const int64_t* pidx, const int64_t* src, const int64_t* tgt, T* out, int64_t N, int64_t E, int64_t S,
+                  int64_t Q, int64_t D, int64_t P, int64_t U_, bool sorted) {
+  const int64_t U = UC > 0 ? UC : U_;
+  const int64_t parts = num_chunks(E);
+  const std::vector<int64_t> b = edge_chunks(tgt, E, parts, sorted);
+  const bool shared = sorted || parts == 1;
+  std::vector<T> extra(shared ? 0 : (parts - 1) * N * Q * U, T(0));
+  at::parallel_for(0, parts, 1, [&](int64_t c0, int64_t c1) {
+    std::vector<T> m(Q * D);
+    alignas(64) T acc[UC > 0 ? UC : kMaxU];
+    for (int64_t c = c0; c < c1; ++c) {
+      T* o = (shared || c == 0) ? out : extra.data() + (c - 1) * N * Q * U;
+      for (int64_t e = b[c]; e < b[c + 1]; ++e) {
+        path_map(sh + e * S, cg, S, Q * D, m.data());
+        const T* __restrict__ xs = x + src[e] * D * U;
+        const T* __restrict__ we = w + e * P * U;
+        T* __restrict__ ot = o + tgt[e] * Q * U;
+        for (int64_t q = 0; q < Q; ++q) {
+          const T* mq = m.data() + q * D;
+          const T* __restrict__ wp = we + pidx[q] * U;
+          for (int64_t u = 0; u < U; ++u) acc[u] = mq[0] * xs[u];
+          for (int64_t i = 1; i < D; ++i) {
+            const T c_ = mq[i];
+            const T* __restrict__ xi = xs + i * U;
+            for (int64_t u = 0; u < U; ++u) acc[u] += c_ * xi[u];
+          }
+          T* __restrict__ oq = ot + q * U;
+          for (int64_t u = 0; u < U; ++u) oq[u] += wp[u] * acc[u];
+        }
+      }
+    }
+  });
+  if (!extra.empty()) add_into(out, extra, N * Q * U);
+}
+
+template <typename T, int64_t UC>
+void backward_impl(const T* __restrict__ g, const T* __restrict__ x, const T* __restrict__ sh, const T* __restrict__ cg,
+                   const T* __restrict__ w, const int64_t* pidx, const int64_t* src, const int64_t* tgt, T* gx,
+                   T* __restrict__ gsh,
+                   T* __restrict__ gw, int64_t N, int64_t E, int64_t S, int64_t Q, int64_t D, int64_t P, int64_t U_) {
+  const int64_t U = UC > 0 ? UC : U_;
+  const int64_t parts = num_chunks(E);
+  const std::vector<int64_t> b = edge_chunks(tgt, E, parts, false);
+  std::vector<T> extra((parts - 1) * N * D * U, T(0));  // gx is scattered by source: one copy per thread
+  at::parallel_for(0, parts, 1, [&](int64_t c0, int64_t c1) {
+    std::vector<T> m(Q * D), gm(Q * D);
+    alignas(64) T acc[UC > 0 ? UC : kMaxU];
+    alignas(64) T gwu[UC > 0 ? UC : kMaxU];
+    for (int64_t c = c0; c < c1; ++c) {
+      T* gxc = c == 0 ? gx : extra.data() + (c - 1) * N * D * U;
+      for (int64_t e = b[c]; e < b[c + 1]; ++e) {
+        path_map(sh + e * S, cg, S, Q * D, m.data());
+        const T* __restrict__ xs = x + src[e] * D * U;
+        const T* __restrict__ we = w + e * P * U;
+        const T* __restrict__ gt = g + tgt[e] * Q * U;
+        T* __restrict__ gxs = gxc + src[e] * D * U;
+        T* __restrict__ gwe = gw + e * P * U;
+        for (int64_t q = 0; q < Q; ++q) {
+          const T* mq = m.data() + q * D;
+          const T* __restrict__ wp = we + pidx[q] * U;
+          const T* __restrict__ gq = gt + q * U;
+          T* __restrict__ gwp = gwe + pidx[q] * U;
+          for (int64_t u = 0; u < U; ++u) acc[u] = mq[0] * xs[u];
+          for (int64_t i = 1; i < D; ++i) {
+            const T c_ = mq[i];
+            const T* __restrict__ xi = xs + i * U;
+            for (int64_t u = 0; u < U; ++u) acc[u] += c_ * xi[u];
+          }
+          for (int64_t u = 0; u < U; ++u) {
+            gwp[u] += gq[u] * acc[u];
+            gwu[u] = gq[u] * wp[u];
+          }
+          for (int64_t i = 0; i < D; ++i) {
+            const T c_ = mq[i];
+            const T* __restrict__ xi = xs + i * U;
+            T* __restrict__ gxi = gxs + i * U;
+            T sum = T(0);
+#pragma omp simd reduction(+ : sum)
+            for (int64_t u = 0; u < U; ++u) {
+              gxi[u] += c_ * gwu[u];
+              sum += gwu[u] * xi[u];
+            }
+            gm[q * D + i] = sum;
+          }
+        }
+        T* __restrict__ gs = gsh + e * S;
+        for (int64_t s = 0; s < S; ++s) {
+          const T* __restrict__ c_ = cg + s * Q * D;
+          T sum = T(0);
+#pragma omp simd reduction(+ : sum)
+          for (int64_t k = 0; k < Q * D; ++k) sum += c_[k] * gm[k];
+          gs[s] = sum;
+        }
+      }
+    }
+  });
+  if (!extra.empty()) add_into(gx, extra, N * D * U);
+}
+
+#define MOLEQUI_DISPATCH_U(U, ...)                        \
+  switch (U) {                                            \
+    case 8: { constexpr int64_t UC = 8; __VA_ARGS__; break; }     \
+    case 16: { constexpr int64_t UC = 16; __VA_ARGS__; break; }   \
+    case 32: { constexpr int64_t UC = 32; __VA_ARGS__; break; }   \
+    case 64: { constexpr int64_t UC = 64; __VA_ARGS__; break; }   \
+    case 128: { constexpr int64_t UC = 128; __VA_ARGS__; break; } \
+    default: { constexpr int64_t UC = 0; __VA_ARGS__; break; }    \
+  }
+
+void check(const torch::Tensor& x, const torch::Tensor& sh, const torch::Tensor& cg, const torch::Tensor& w,
+           const torch::Tensor& path, const torch::Tensor& src, const torch::Tensor& tgt) {
+  TORCH_CHECK(x.dim() == 3 && sh.dim() == 2 && cg.dim() == 3 && w.dim() == 3, "fused_tp: bad ranks");
+  TORCH_CHECK(!x.is_cuda() && x.scalar_type() == sh.scalar_type() && x.scalar_type() == cg.scalar_type() &&
+              x.scalar_type() == w.scalar_type(), "fused_tp: CPU tensors of one float dtype expected");
+  TORCH_CHECK(src.scalar_type() == torch::kLong && tgt.scalar_type() == torch::kLong &&
+              path.scalar_type() == torch::kLong, "fused_tp: int64 indices expected");
+  const int64_t E = sh.size(0);
+  TORCH_CHECK(cg.size(0) == sh.size(1) && cg.size(2) == x.size(1) && w.size(0) == E && w.size(2) == x.size(2) &&
+              path.numel() == cg.size(1) && src.numel() == E && tgt.numel() == E && x.size(2) <= kMaxU,
+              "fused_tp: shape mismatch");
+  if (path.numel() > 0) {
+    TORCH_CHECK(path.min().item<int64_t>() >= 0 && path.max().item<int64_t>() < w.size(1), "fused_tp: bad path index");
+  }
+}
+
+}  // namespace
+
+torch::Tensor fused_tp_forward(torch::Tensor x, torch::Tensor sh, torch::Tensor cg, torch::Tensor w, torch::Tensor path,
+                               torch::Tensor src, torch::Tensor tgt, bool sorted) {
+  check(x, sh, cg, w, path, src, tgt);
+  x = x.contiguous(); sh = sh.contiguous(); cg = cg.contiguous(); w = w.contiguous(); path = path.contiguous();
+  src = src.contiguous(); tgt = tgt.contiguous();
+  const int64_t N = x.size(0), D = x.size(1), U = x.size(2), E = sh.size(0), S = sh.size(1), Q = cg.size(1);
+  const int64_t P = w.size(1);
+  auto out = torch::zeros({N, Q, U}, x.options());
+  if (E == 0) return out;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fused_tp_forward", [&] {
+    MOLEQUI_DISPATCH_U(U, forward_impl<scalar_t, UC>(x.data_ptr<scalar_t>(), sh.data_ptr<scalar_t>(),
+        cg.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(), path.data_ptr<int64_t>(), src.data_ptr<int64_t>(),
+        tgt.data_ptr<int64_t>(), out.data_ptr<scalar_t>(), N, E, S, Q, D, P, U, sorted));
+  });
+  return out;
+}
+
+std::vector<torch::Tensor> fused_tp_backward(torch::Tensor g, torch::Tensor x, torch::Tensor sh, torch::Tensor cg,
+                                             torch::Tensor w, torch::Tensor path, torch::Tensor src, torch::Tensor tgt) {
+  check(x, sh, cg, w, path, src, tgt);
+  g = g.contiguous(); x = x.contiguous(); sh = sh.contiguous(); cg = cg.contiguous(); w = w.contiguous();
+  path = path.contiguous();
+  src = src.contiguous(); tgt = tgt.contiguous();
+  const int64_t N = x.size(0), D = x.size(1), U = x.size(2), E = sh.size(0), S = sh.size(1), Q = cg.size(1);
+  const int64_t P = w.size(1);
+  TORCH_CHECK(g.dim() == 3 && g.size(0) == N && g.size(1) == Q && g.size(2) == U && g.scalar_type() == x.scalar_type(),
+              "fused_tp_backward: gradient shape mismatch");
+  auto gx = torch::zeros_like(x);
+  auto gsh = torch::zeros_like(sh);
+  auto gw = torch::zeros_like(w);
+  if (E == 0) return {gx, gsh, gw};
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fused_tp_backward", [&] {
+    MOLEQUI_DISPATCH_U(U, backward_impl<scalar_t, UC>(g.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(),
+        sh.data_ptr<scalar_t>(), cg.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(), path.data_ptr<int64_t>(),
+        src.data_ptr<int64_t>(), tgt.data_ptr<int64_t>(), gx.data_ptr<scalar_t>(), gsh.data_ptr<scalar_t>(),
+        gw.data_ptr<scalar_t>(), N, E, S, Q, D, P, U));
+  });
+  return {gx, gsh, gw};
+}
+"""
+
+_kernel_module: Any = None  # None: not loaded yet; False: unavailable
+
+
+def fused_kernel() -> Any:
+    """The compiled fused tensor-product kernel, building it on first use; ``None`` where unavailable.
+
+    Built with ``torch.utils.cpp_extension.load_inline`` into ``TORCH_EXTENSIONS_DIR`` (default
+    ``~/.cache/torch_extensions``) under a name that hashes the source, the torch version and the
+    CPU, so one build serves every later process on the machine. ``MOLEQUI_FUSED_KERNEL=0``
+    disables it.
+    """
+    global _kernel_module
+    if _kernel_module is None:
+        _kernel_module = False
+        if os.environ.get("MOLEQUI_FUSED_KERNEL", "1") != "0":
+            try:
+                from torch.utils.cpp_extension import load_inline
+
+                cpu = ""
+                if os.path.exists("/proc/cpuinfo"):
+                    with open("/proc/cpuinfo") as info:
+                        cpu = next((line for line in info if line.startswith("flags")), "")
+                flags = ["-O3", "-march=native", "-fopenmp", "-std=c++17"]
+                key = "|".join([_KERNEL_SOURCE, torch.__version__, platform.machine(), cpu, *flags])
+                name = "molequi_fused_tp_" + hashlib.sha1(key.encode()).hexdigest()[:12]
+                _LOG.info("building the fused tensor-product kernel %s (once per machine)", name)
+                _kernel_module = load_inline(
+                    name,
+                    _KERNEL_SOURCE,
+                    functions=["fused_tp_forward", "fused_tp_backward"],
+                    extra_cflags=flags,
+                    extra_ldflags=["-fopenmp"],
+                )
+            except Exception as error:  # no compiler, no headers, ...: the PyTorch path serves
+                warnings.warn(
+                    f"molequi: the fused C++ tensor-product kernel is unavailable ({type(error).__name__}: "
+                    f"{str(error)[:200]}); EquivariantConv uses its PyTorch path (same results, slower)",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+    return _kernel_module or None
+
+
+def _block_eager(
+    x_block: torch.Tensor,
+    edge_sh: torch.Tensor,
+    weights: torch.Tensor,
+    cg: torch.Tensor,
+    source: torch.Tensor,
+    target: torch.Tensor,
+    groups: tuple[tuple[int, int], ...],
+) -> torch.Tensor:
+    """Path 2 for one input block: ``[N, d_in, mul] -> [N, Q, mul]`` with PyTorch operations.
+
+    ``weights [E, P, mul]``, ``cg [sh_dim, Q, d_in]``; ``groups``: ``(P_g, d_out_g)`` of the block's
+    groups of paths with equal output dimension, in order (``Q = sum_g P_g * d_out_g``).
+    """
+    num_nodes, dim_in, mul = x_block.shape
+    num_edges = edge_sh.shape[0]
+    x_j = x_block.reshape(num_nodes, dim_in * mul).index_select(0, source).reshape(num_edges, dim_in, mul)
+    outputs, row, path = [], 0, 0
+    for num_paths, d_out in groups:
+        rows = num_paths * d_out
+        path_map = edge_sh @ cg[:, row : row + rows].reshape(cg.shape[0], rows * dim_in)  # [E, P * d_out * d_in]
+        w = weights[:, path : path + num_paths].reshape(num_edges, num_paths, 1, mul)
+        if dim_in == 1:
+            message = path_map.reshape(num_edges, num_paths, d_out, 1) * (x_j.reshape(num_edges, 1, 1, mul) * w)
+        else:
+            product = torch.bmm(path_map.reshape(num_edges, rows, dim_in), x_j)  # [E, P * d_out, mul]
+            message = product.reshape(num_edges, num_paths, d_out, mul) * w
+        outputs.append(x_block.new_zeros(num_nodes, rows * mul).index_add_(0, target, message.reshape(num_edges, rows * mul)))
+        row, path = row + rows, path + num_paths
+    return torch.cat(outputs, dim=1).reshape(num_nodes, row, mul)
+
+
+class _FusedBlock(torch.autograd.Function):
+    """Path 3 for one input block (same signature and result as :func:`_block_eager`)."""
+
+    @staticmethod
+    def forward(ctx, x_block, edge_sh, weights, cg, path_index, source, target, targets_sorted, groups):
+        ctx.save_for_backward(x_block, edge_sh, weights, cg, path_index, source, target)
+        ctx.groups = groups
+        return fused_kernel().fused_tp_forward(x_block, edge_sh, cg, weights, path_index, source, target, targets_sorted)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x_block, edge_sh, weights, cg, path_index, source, target = ctx.saved_tensors
+        needs = ctx.needs_input_grad[:3]
+        if torch.is_grad_enabled():  # create_graph=True: recompute with differentiable operations
+            inputs = [t for t, need in zip((x_block, edge_sh, weights), needs) if need]
+            out = _block_eager(x_block, edge_sh, weights, cg, source, target, ctx.groups)
+            found = iter(torch.autograd.grad(out, inputs, grad, create_graph=True, allow_unused=True))
+            grads = [next(found) if need else None for need in needs]
+        else:
+            grads = fused_kernel().fused_tp_backward(grad, x_block, edge_sh, cg, weights, path_index, source, target)
+            grads = [g if need else None for g, need in zip(grads, needs)]
+        return (*grads, None, None, None, None, None, None)
 
 
 class EquivariantConv(MessagePassing):
@@ -26,13 +370,14 @@ class EquivariantConv(MessagePassing):
 
     The forward pass does not run e3nn's per-edge ``TensorProduct`` module (kept as
     ``self.tensor_product``, and used by :meth:`message`, as the reference definition). It computes
-    the same numbers, up to floating-point rounding, in a few large batched operations: for each
-    input irrep block, the Clebsch-Gordan coefficients of all its paths are contracted with the
-    spherical harmonics once per edge (``[E, d_in, D]``), one batched matrix product applies that
-    to the gathered source features (``[E, mul, d_in] @ [E, d_in, D]``), the radial weights
-    multiply it, and ``index_add_`` sums it into the target nodes; the outputs are then put in
-    ``irreps_mid`` order on the nodes (``N << E``). Set ``conv.fused = False`` to run the reference
-    path (PyG ``propagate`` with e3nn's module) instead.
+    the same numbers, up to floating-point rounding, per input irrep block: the Clebsch-Gordan
+    coefficients of all the block's paths are contracted with the spherical harmonics per edge,
+    applied to the gathered source features (channels last), multiplied by the radial weights and
+    summed into the target nodes, either with a few batched PyTorch operations or, in eval mode,
+    with a fused C++ kernel that never stores per-edge messages (see the module docstring). The
+    outputs are then put in ``irreps_mid`` order on the nodes (``N << E``). ``conv.fused = False``
+    runs the reference path (PyG ``propagate`` with e3nn's module); ``conv.kernel = False`` keeps
+    the PyTorch path in eval mode too.
 
     Args:
         irreps_in: node feature irreps, e.g. ``"32x0e+16x1o"``.
@@ -95,23 +440,27 @@ class EquivariantConv(MessagePassing):
         self.linear_out = o3.Linear(self.irreps_mid, self.irreps_out)
         #: Run the fused per-edge tensor product (default) or the reference e3nn module via ``propagate``.
         self.fused = True
+        #: In eval mode, run the fused tensor product with the C++ kernel when it can be built.
+        self.kernel = True
         self._build_fused_plan()
 
     def _build_fused_plan(self) -> None:
         """Constants of the fused tensor product (non-persistent buffers: model files are unchanged).
 
-        The paths are grouped by input block ``b`` (``mul`` channels of dimension ``d``) and output
-        dimension ``d_out``: group ``g`` holds ``P`` paths. Channels are kept last (``[..., mul]``)
-        so that every broadcast multiplication runs over contiguous memory. For each group:
+        Paths are grouped by input irrep block ``b`` (``mul`` channels of dimension ``d``) and, within
+        a block, by output dimension ``d_out`` (``P_g`` paths per group). Channels are kept last
+        (``[..., mul]``) so that every per-channel operation runs over contiguous memory. Per block:
 
-        - ``_cg_g [sh_dim, P * d_out * d]``: ``path_weight * w3j(l_in, l_sh, l_out)`` of its paths,
-          times ``1 / sqrt(avg_num_neighbors)``: ``edge_sh @ _cg_g`` is the per-edge ``[P * d_out, d]`` map;
+        - ``_cg_b [sh_dim, Q, d]``: rows ``q = (group, p, k)`` hold ``path_weight * w3j(l_in, l_sh, l_out)``
+          of path ``p`` and output component ``k``, times ``1 / sqrt(avg_num_neighbors)``, so that
+          ``edge_sh @ _cg_b`` is the per-edge ``[Q, d]`` map of the block's paths;
+        - ``_path_b [Q]``: the block-local path of every row;
         - its radial weights are ``P * mul`` consecutive outputs of the radial MLP, ordered ``(p, u)``
           (``_weight_perm`` reorders the columns of the MLP's last layer to that order);
-        - its node output is ``[N, P, d_out, mul]``.
+        - its node output is ``[N, Q, mul]``.
 
         ``_perm [irreps_mid.dim]`` says where each ``irreps_mid`` entry (e3nn's ``[mul, d_out]``
-        layout per path) sits in the concatenation of the groups' node outputs.
+        layout per path) sits in the concatenation of the blocks' flattened node outputs.
         """
         tp, sh = self.tensor_product, self.irreps_sh
         instructions = list(tp.instructions)
@@ -123,32 +472,41 @@ class EquivariantConv(MessagePassing):
         norm = 1.0 / math.sqrt(self.avg_num_neighbors)
         perm = torch.zeros(self.irreps_mid.dim, dtype=torch.long)
         weight_perm: list[torch.Tensor] = []
-        self._groups: list[tuple[int, int, int, int, int, int]] = []  # (start, stop, mul, d_in, P, d_out)
+        #: per block: (start, stop, mul, d_in, ((P_g, d_out_g), ...))
+        self._blocks: list[tuple[int, int, int, int, tuple[tuple[int, int], ...]]] = []
         column_start = 0
         dtype = torch.get_default_dtype()
         for i_in, (mul, ir_in) in enumerate(self.irreps_in):
             paths = [k for k, ins in enumerate(instructions) if ins.i_in1 == i_in and 0 not in ins.path_shape]
-            if mul == 0:
+            if mul == 0 or not paths:
                 continue
-            for d_out in sorted({self.irreps_mid[instructions[k].i_out].ir.dim for k in paths}):
-                group = [k for k in paths if self.irreps_mid[instructions[k].i_out].ir.dim == d_out]
-                num_paths = len(group)
-                cg = torch.zeros(sh.dim, num_paths, d_out, ir_in.dim, dtype=torch.float64)
-                u = torch.arange(mul)[:, None]
+            dims = {k: self.irreps_mid[instructions[k].i_out].ir.dim for k in paths}
+            ordered = sorted(paths, key=lambda k: (dims[k], paths.index(k)))  # grouped by d_out
+            rows = sum(dims.values())
+            cg = torch.zeros(sh.dim, rows, ir_in.dim, dtype=torch.float64)
+            path_index = torch.zeros(rows, dtype=torch.long)
+            u = torch.arange(mul)[:, None]
+            row = 0
+            for p, k in enumerate(ordered):
+                ins, d_out = instructions[k], dims[k]
+                l_sh, l_out = sh[ins.i_in2].ir.l, self.irreps_mid[ins.i_out].ir.l
+                w3j = o3.wigner_3j(ir_in.l, l_sh, l_out, dtype=torch.float64)  # [d_in, d_sh, d_out]
+                cg[sh_slices[ins.i_in2], row : row + d_out, :] = norm * ins.path_weight * w3j.permute(1, 2, 0)
+                path_index[row : row + d_out] = p
                 cols = torch.arange(d_out)[None, :]
-                for p, k in enumerate(group):
-                    ins = instructions[k]
-                    l_sh, l_out = sh[ins.i_in2].ir.l, self.irreps_mid[ins.i_out].ir.l
-                    w3j = o3.wigner_3j(ir_in.l, l_sh, l_out, dtype=torch.float64)  # [d_in, d_sh, d_out]
-                    cg[sh_slices[ins.i_in2], p, :, :] = norm * ins.path_weight * w3j.permute(1, 2, 0)
-                    position = column_start + (p * d_out + cols) * mul + u  # in the [P, d_out, mul] layout
-                    perm[mid_slices[ins.i_out].start + u * d_out + cols] = position
-                # radial weight (p, u) is column weight_offsets[group[p]] + u of the reference layout
-                weight_perm.append(torch.tensor([weight_offsets[k] for k in group])[:, None] + torch.arange(mul))
-                index = len(self._groups)
-                self.register_buffer(f"_cg_{index}", cg.reshape(sh.dim, -1).to(dtype), persistent=False)
-                self._groups.append((in_slices[i_in].start, in_slices[i_in].stop, mul, ir_in.dim, num_paths, d_out))
-                column_start += mul * num_paths * d_out
+                perm[mid_slices[ins.i_out].start + u * d_out + cols] = column_start + (row + cols) * mul + u
+                row += d_out
+            # radial weight (p, u) of the block is column weight_offsets[ordered[p]] + u of the reference layout
+            weight_perm.append(torch.tensor([weight_offsets[k] for k in ordered])[:, None] + torch.arange(mul))
+            counts: dict[int, int] = {}
+            for k in ordered:
+                counts[dims[k]] = counts.get(dims[k], 0) + 1
+            index = len(self._blocks)
+            self.register_buffer(f"_cg_{index}", cg.to(dtype), persistent=False)
+            self.register_buffer(f"_path_{index}", path_index, persistent=False)
+            groups = tuple((count, d_out) for d_out, count in counts.items())
+            self._blocks.append((in_slices[i_in].start, in_slices[i_in].stop, mul, ir_in.dim, groups))
+            column_start += rows * mul
         self.register_buffer("_perm", perm, persistent=False)
         order = torch.cat([w.reshape(-1) for w in weight_perm]) if weight_perm else torch.zeros(0, dtype=torch.long)
         self.register_buffer("_weight_perm", order, persistent=False)
@@ -198,30 +556,31 @@ class EquivariantConv(MessagePassing):
     ) -> torch.Tensor:
         """``sum_{j -> i} tensor_product(x_j, edge_sh, w) / sqrt(avg_num_neighbors)`` as ``[N, irreps_mid.dim]``.
 
-        ``weights [E, weight_numel]`` are the radial weights in the grouped order of :meth:`_radial_weights`.
+        ``weights [E, weight_numel]`` are the radial weights in the block order of :meth:`_radial_weights`.
+        Uses the C++ kernel in eval mode when it is available (see the module docstring).
         """
         source, target = edge_index[0], edge_index[1]
         num_nodes, num_edges = x.shape[0], edge_sh.shape[0]
-        if not self._groups:
+        if not self._blocks:
             return x.new_zeros(num_nodes, self.irreps_mid.dim)
-        group_weights = weights.split([mul * num_paths for _, _, mul, _, num_paths, _ in self._groups], dim=1)
+        use_kernel = self.kernel and not self.training and x.device.type == "cpu" and fused_kernel() is not None
+        if use_kernel:
+            targets_sorted = bool((target[1:] >= target[:-1]).all()) if num_edges > 1 else True
+        block_weights = weights.split([mul * sum(p for p, _ in groups) for *_, mul, _, groups in self._blocks], dim=1)
         outputs = []
-        gathered: dict[int, torch.Tensor] = {}
-        for index, (start, stop, mul, dim_in, num_paths, d_out) in enumerate(self._groups):
-            if start not in gathered:  # source features, channels last: [E, d_in, mul]
-                x_block = x[:, start:stop].reshape(num_nodes, mul, dim_in).transpose(1, 2).reshape(num_nodes, -1)
-                gathered[start] = x_block.index_select(0, source).reshape(num_edges, dim_in, mul)
-            x_j = gathered[start]
+        for index, (start, stop, mul, dim_in, groups) in enumerate(self._blocks):
+            # source features of the block, channels last: [N, d_in, mul]
+            x_block = x[:, start:stop].reshape(num_nodes, mul, dim_in).transpose(1, 2).contiguous()
             cg = getattr(self, f"_cg_{index}").to(edge_sh.dtype)
-            path_map = edge_sh @ cg  # [E, P * d_out * d_in]
-            w = group_weights[index].reshape(num_edges, num_paths, 1, mul)
-            if dim_in == 1:
-                message = path_map.reshape(num_edges, num_paths, d_out, 1) * (x_j.reshape(num_edges, 1, 1, mul) * w)
+            w = block_weights[index].reshape(num_edges, sum(p for p, _ in groups), mul)  # [E, P, mul]
+            if use_kernel:
+                path_index = getattr(self, f"_path_{index}")
+                out = _FusedBlock.apply(
+                    x_block, edge_sh, w.contiguous(), cg, path_index, source, target, targets_sorted, groups
+                )
             else:
-                product = torch.bmm(path_map.reshape(num_edges, num_paths * d_out, dim_in), x_j)  # [E, P * d_out, mul]
-                message = product.reshape(num_edges, num_paths, d_out, mul) * w
-            size = num_paths * d_out * mul
-            outputs.append(x.new_zeros(num_nodes, size).index_add_(0, target, message.reshape(num_edges, size)))
+                out = _block_eager(x_block, edge_sh, w, cg, source, target, groups)
+            outputs.append(out.reshape(num_nodes, -1))
         return torch.cat(outputs, dim=1).index_select(1, self._perm)
 
     def message(self, x_j: torch.Tensor, edge_sh: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
