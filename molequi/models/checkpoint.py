@@ -8,12 +8,12 @@ truncated file behind.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..io import atomic_torch_save
 from .atomistic import AtomisticModel
 from .potential import EquivariantPotential
 
@@ -45,22 +45,6 @@ def package_versions() -> dict[str, str]:
     }
 
 
-def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then atomically rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(obj, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def model_to_dict(model: AtomisticModel, statistics: dict[str, Any] | None = None) -> dict[str, Any]:
     """The data describing ``model`` (see the module docstring); tensors are moved to the CPU."""
     name = type(model).__name__
@@ -80,7 +64,7 @@ def model_to_dict(model: AtomisticModel, statistics: dict[str, Any] | None = Non
 
 def save_model(model: AtomisticModel, path: str | os.PathLike, statistics: dict[str, Any] | None = None) -> None:
     """Write ``model`` to ``path`` atomically."""
-    atomic_save(model_to_dict(model, statistics), path)
+    atomic_torch_save(model_to_dict(model, statistics), path)
 
 
 def model_from_dict(record: dict[str, Any]) -> AtomisticModel:
@@ -101,7 +85,7 @@ def model_from_dict(record: dict[str, Any]) -> AtomisticModel:
 
 
 def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> AtomisticModel:
-    """Load a model file written by :func:`save_model` (``weights_only=True``: no code runs).
+    """Load a model file written by :func:`save_model` (``weights_only=True``: no code runs), in eval mode.
 
     Raises:
         FileNotFoundError: no such file.
@@ -118,4 +102,4 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
         raise ValueError(f"{path}: not a molequi model file (no state_dict)")
     model = model_from_dict(record)
     model.statistics = record.get("statistics", {})
-    return model.to(map_location)
+    return model.to(map_location).eval()

@@ -17,7 +17,7 @@ from ..models.checkpoint import UNITS, load_model
 from .data import read_dataset
 from .distributed import resolve_device
 from .evaluate import evaluate
-from .files import atomic_write_json
+from ..io import atomic_write_json
 from .report import format_metrics, set_threads
 
 

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from .files import atomic_write_text
+from ..io import atomic_write_text
 
 logger = logging.getLogger(__name__)
 

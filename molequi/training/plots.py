@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .evaluate import Predictions  # noqa: E402
-from .files import atomic_write  # noqa: E402
+from ..io import atomic_write  # noqa: E402
 
 #: (csv column suffix, axis label, factor from eV-based units) of the curves drawn next to the loss.
 CURVES = (

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..models.checkpoint import atomic_save
+from ..io import atomic_torch_save
 
 CHECKPOINT_FORMAT = "molequi-training-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -50,7 +50,7 @@ def seed_everything(seed: int) -> None:
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     """Write the run state atomically (tagged with the checkpoint format and version)."""
-    atomic_save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}, path)
+    atomic_torch_save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}, path)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

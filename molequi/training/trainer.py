@@ -40,7 +40,7 @@ from .data import Splits, load_splits, reference_energies
 from .distributed import Distributed, setup
 from .ema import ExponentialMovingAverage
 from .evaluate import evaluate
-from .files import atomic_write_json, atomic_write_text
+from ..io import atomic_write_json, atomic_write_text
 from .history import History
 from .loss import WeightedLoss
 from .metrics import MetricAccumulator

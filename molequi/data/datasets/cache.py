@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +12,8 @@ from typing import Any
 
 import torch
 from torch_geometric.data import Data, InMemoryDataset
+
+from ...io import atomic_torch_save
 
 #: Bump when the cached layout or the processing changes, to invalidate old caches.
 CACHE_VERSION = 1
@@ -34,19 +35,6 @@ def cache_file(cache_dir: str | Path | None, kind: str, options: dict[str, Any])
     blob = json.dumps({"version": CACHE_VERSION, **options}, sort_keys=True, default=str)
     digest = hashlib.sha256(blob.encode()).hexdigest()[:16]
     return Path(cache_dir if cache_dir is not None else default_cache_dir()) / f"{kind}-{digest}.pt"
-
-
-def save_atomic(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class GraphDataset(InMemoryDataset):
@@ -78,7 +66,7 @@ class GraphDataset(InMemoryDataset):
                     f"{type(self).__name__}: no graphs to store (every frame was skipped or the source is empty)"
                 )
             data, slices = self.collate(graphs)
-            save_atomic((data.to_dict(), slices, meta), self.cache_path)
+            atomic_torch_save((data.to_dict(), slices, meta), self.cache_path)
             self.data, self.slices = data, slices
         self.meta: dict[str, Any] = meta
         if meta.get("skipped"):

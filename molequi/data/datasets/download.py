@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import urllib.request
 from pathlib import Path
+from typing import IO
+
+from ...io import atomic_write
 
 
 def download(url: str, path: Path, sha256: str | None = None) -> Path:
@@ -16,21 +17,18 @@ def download(url: str, path: Path, sha256: str | None = None) -> Path:
         OSError: if the download fails (the message names the URL).
         ValueError: on a checksum mismatch (nothing is written).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".part")
-    try:
+
+    def fetch(out: IO[bytes]) -> None:
         digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out:
-            try:
-                with urllib.request.urlopen(url, timeout=60) as response:
-                    while block := response.read(1 << 20):
-                        digest.update(block)
-                        out.write(block)
-            except OSError as err:
-                raise OSError(f"could not download {url}: {err}") from err
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response:
+                while block := response.read(1 << 20):
+                    digest.update(block)
+                    out.write(block)
+        except OSError as err:
+            raise OSError(f"could not download {url}: {err}") from err
         if sha256 is not None and digest.hexdigest() != sha256:
             raise ValueError(f"{url}: sha256 {digest.hexdigest()} differs from the expected {sha256}")
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+
+    atomic_write(path, fetch)
     return path

@@ -1,7 +1,8 @@
 """Atomic file writes: write a temporary file beside the target, then rename it into place.
 
 A reader (or a crash at any moment) sees either the old file or the new one, never a partial
-one. Checkpoints use :func:`molequi.models.checkpoint.atomic_save`; text and images use these.
+one. Every file molequi writes (model files, checkpoints, caches, metrics, plots, downloads)
+goes through :func:`atomic_write`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
+
+import torch
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
@@ -29,6 +32,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save(obj)`` to ``path`` atomically."""
+    atomic_write(path, lambda file: torch.save(obj, file))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
