@@ -72,6 +72,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.set_default_dtype(getattr(torch, args.dtype))
     atoms = ase.io.read(args.structure, index=0)
+    torch.manual_seed(0)
     model = build_mace(sorted(set(atoms.numbers.tolist())), args)
     atoms.calc = MACECalculator(models=model, device="cpu", default_dtype=args.dtype)
     rates = md_steps_per_second(atoms, args.steps, args.warmup, args.repeats)
