@@ -87,9 +87,11 @@ def _derivatives(conv, x, pos, edge_index, order=1):
 @needs_kernel
 @pytest.mark.parametrize("irreps_in,irreps_out,lmax", CASES)
 @pytest.mark.parametrize("order", [1, 2])
-def test_kernel_matches_reference(irreps_in, irreps_out, lmax, order, float64):
+@pytest.mark.parametrize("edge_chunk", [7, 4096])
+def test_kernel_matches_reference(irreps_in, irreps_out, lmax, order, edge_chunk, float64):
     torch.manual_seed(0)
     conv = EquivariantConv(irreps_in, irreps_out, irreps_sh=lmax, r_max=3.0, avg_num_neighbors=3.0).eval()
+    conv.edge_chunk = edge_chunk
     pos, edge_index = _graph()
     x = conv.irreps_in.randn(pos.shape[0], -1)
     fast = _derivatives(conv, x, pos, edge_index, order)
@@ -107,6 +109,7 @@ def test_kernel_sorted_unsorted_threads_and_float32(threads, dtype):
     try:
         torch.manual_seed(0)
         conv = EquivariantConv("8x0e+4x1o+4x2e", "8x0e+4x1o+4x2e", r_max=3.0).eval()
+        conv.edge_chunk = 50
         pos, edge_index = _graph(num_nodes=60, seed=1)
         pos = 3 * pos.to(dtype)
         x = conv.irreps_in.randn(pos.shape[0], -1)

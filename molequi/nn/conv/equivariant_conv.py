@@ -35,13 +35,16 @@ _LOG = logging.getLogger(__name__)
 #: C++ source of the fused kernel (path 3 of the module docstring), one input irrep block per call.
 _KERNEL_SOURCE = r"""
 // Fused "uvu" tensor product + scatter-sum for one input irrep block of molequi's EquivariantConv.
-//   x    [N, D, U]  source features of one input irrep block, channels last
+//   x    [N, D, U]  source features of the block, channels last
 //   sh   [E, S]     edge spherical harmonics
 //   cg   [S, Q, D]  Clebsch-Gordan coefficients with path weights and normalisation
-//   w    [E, P, U]  radial weights of the block's P paths; path [Q] int64: the path of every row q
+//   w    [E, *]     radial weights; the block's are the P * U columns from `offset`, ordered (p, u)
+//   path [Q]        int64: the path (0..P-1) of every output row q
 //   src, tgt [E]    int64 source j and target i of every edge
 // forward:  out[tgt, q, u] += w[e, path[q], u] * sum_i M_e[q, i] x[src, i, u],  M_e = sum_s sh[e, s] cg[s]
 // backward: gradients of a scalar with respect to x, sh and w, given g = d/d(out).
+// Everything accumulates into caller-provided tensors, so that edges can be processed in chunks and
+// blocks can share the sh and w gradients.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <algorithm>
@@ -75,7 +78,7 @@ std::vector<int64_t> edge_chunks(const int64_t* key, int64_t E, int64_t parts, b
   return b;
 }
 
-int64_t num_chunks(int64_t E) { return std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), E / 256 + 1)); }
+int64_t num_parts(int64_t E) { return std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), E / 256 + 1)); }
 
 template <typename T>
 void add_into(T* out, const std::vector<T>& parts, int64_t size) {
@@ -89,10 +92,10 @@ void add_into(T* out, const std::vector<T>& parts, int64_t size) {
 
 template <typename T, int64_t UC>
 void forward_impl(const T* __restrict__ x, const T* __restrict__ sh, const T* __restrict__ cg, const T* __restrict__ w,
-                  const int64_t* pidx, const int64_t* src, const int64_t* tgt, T* out, int64_t N, int64_t E, int64_t S,
-                  int64_t Q, int64_t D, int64_t P, int64_t U_, bool sorted) {
+                  int64_t ldw, const int64_t* pidx, const int64_t* src, const int64_t* tgt, T* out, int64_t N,
+                  int64_t E, int64_t S, int64_t Q, int64_t D, int64_t U_, bool sorted) {
   const int64_t U = UC > 0 ? UC : U_;
-  const int64_t parts = num_chunks(E);
+  const int64_t parts = num_parts(E);
   const std::vector<int64_t> b = edge_chunks(tgt, E, parts, sorted);
   const bool shared = sorted || parts == 1;
   std::vector<T> extra(shared ? 0 : (parts - 1) * N * Q * U, T(0));
@@ -104,7 +107,7 @@ void forward_impl(const T* __restrict__ x, const T* __restrict__ sh, const T* __
       for (int64_t e = b[c]; e < b[c + 1]; ++e) {
         path_map(sh + e * S, cg, S, Q * D, m.data());
         const T* __restrict__ xs = x + src[e] * D * U;
-        const T* __restrict__ we = w + e * P * U;
+        const T* __restrict__ we = w + e * ldw;
         T* __restrict__ ot = o + tgt[e] * Q * U;
         for (int64_t q = 0; q < Q; ++q) {
           const T* mq = m.data() + q * D;
@@ -126,13 +129,13 @@ void forward_impl(const T* __restrict__ x, const T* __restrict__ sh, const T* __
 
 template <typename T, int64_t UC>
 void backward_impl(const T* __restrict__ g, const T* __restrict__ x, const T* __restrict__ sh, const T* __restrict__ cg,
-                   const T* __restrict__ w, const int64_t* pidx, const int64_t* src, const int64_t* tgt, T* gx,
-                   T* __restrict__ gsh,
-                   T* __restrict__ gw, int64_t N, int64_t E, int64_t S, int64_t Q, int64_t D, int64_t P, int64_t U_) {
+                   const T* __restrict__ w, int64_t ldw, const int64_t* pidx, const int64_t* src, const int64_t* tgt,
+                   T* gx, T* __restrict__ gsh, T* __restrict__ gw, int64_t ldgw, int64_t N, int64_t E, int64_t S,
+                   int64_t Q, int64_t D, int64_t U_) {
   const int64_t U = UC > 0 ? UC : U_;
-  const int64_t parts = num_chunks(E);
+  const int64_t parts = num_parts(E);
   const std::vector<int64_t> b = edge_chunks(tgt, E, parts, false);
-  std::vector<T> extra((parts - 1) * N * D * U, T(0));  // gx is scattered by source: one copy per thread
+  std::vector<T> extra((parts - 1) * N * D * U, T(0));  // gx is scattered by source: one copy per extra thread
   at::parallel_for(0, parts, 1, [&](int64_t c0, int64_t c1) {
     std::vector<T> m(Q * D), gm(Q * D);
     alignas(64) T acc[UC > 0 ? UC : kMaxU];
@@ -142,10 +145,10 @@ void backward_impl(const T* __restrict__ g, const T* __restrict__ x, const T* __
       for (int64_t e = b[c]; e < b[c + 1]; ++e) {
         path_map(sh + e * S, cg, S, Q * D, m.data());
         const T* __restrict__ xs = x + src[e] * D * U;
-        const T* __restrict__ we = w + e * P * U;
+        const T* __restrict__ we = w + e * ldw;
         const T* __restrict__ gt = g + tgt[e] * Q * U;
         T* __restrict__ gxs = gxc + src[e] * D * U;
-        T* __restrict__ gwe = gw + e * P * U;
+        T* __restrict__ gwe = gw + e * ldgw;
         for (int64_t q = 0; q < Q; ++q) {
           const T* mq = m.data() + q * D;
           const T* __restrict__ wp = we + pidx[q] * U;
@@ -180,7 +183,7 @@ void backward_impl(const T* __restrict__ g, const T* __restrict__ x, const T* __
           T sum = T(0);
 #pragma omp simd reduction(+ : sum)
           for (int64_t k = 0; k < Q * D; ++k) sum += c_[k] * gm[k];
-          gs[s] = sum;
+          gs[s] += sum;
         }
       }
     }
@@ -188,72 +191,71 @@ void backward_impl(const T* __restrict__ g, const T* __restrict__ x, const T* __
   if (!extra.empty()) add_into(gx, extra, N * D * U);
 }
 
-#define MOLEQUI_DISPATCH_U(U, ...)                        \
-  switch (U) {                                            \
-    case 8: { constexpr int64_t UC = 8; __VA_ARGS__; break; }     \
-    case 16: { constexpr int64_t UC = 16; __VA_ARGS__; break; }   \
-    case 32: { constexpr int64_t UC = 32; __VA_ARGS__; break; }   \
-    case 64: { constexpr int64_t UC = 64; __VA_ARGS__; break; }   \
-    case 128: { constexpr int64_t UC = 128; __VA_ARGS__; break; } \
-    default: { constexpr int64_t UC = 0; __VA_ARGS__; break; }    \
+#define MOLEQUI_DISPATCH_U(U, ...)                                  \
+  switch (U) {                                                      \
+    case 8: { constexpr int64_t UC = 8; __VA_ARGS__; break; }       \
+    case 16: { constexpr int64_t UC = 16; __VA_ARGS__; break; }     \
+    case 32: { constexpr int64_t UC = 32; __VA_ARGS__; break; }     \
+    case 64: { constexpr int64_t UC = 64; __VA_ARGS__; break; }     \
+    case 128: { constexpr int64_t UC = 128; __VA_ARGS__; break; }   \
+    default: { constexpr int64_t UC = 0; __VA_ARGS__; break; }      \
   }
 
-void check(const torch::Tensor& x, const torch::Tensor& sh, const torch::Tensor& cg, const torch::Tensor& w,
-           const torch::Tensor& path, const torch::Tensor& src, const torch::Tensor& tgt) {
-  TORCH_CHECK(x.dim() == 3 && sh.dim() == 2 && cg.dim() == 3 && w.dim() == 3, "fused_tp: bad ranks");
-  TORCH_CHECK(!x.is_cuda() && x.scalar_type() == sh.scalar_type() && x.scalar_type() == cg.scalar_type() &&
+void check_block(const torch::Tensor& x, const torch::Tensor& sh, const torch::Tensor& cg, const torch::Tensor& w,
+                 int64_t offset, int64_t P, const torch::Tensor& path, const torch::Tensor& src,
+                 const torch::Tensor& tgt) {
+  TORCH_CHECK(x.dim() == 3 && sh.dim() == 2 && cg.dim() == 3 && w.dim() == 2, "fused_tp: bad ranks");
+  TORCH_CHECK(x.is_contiguous() && sh.is_contiguous() && cg.is_contiguous() && w.stride(1) == 1 && path.is_contiguous() &&
+              src.is_contiguous() && tgt.is_contiguous(), "fused_tp: contiguous tensors expected (w: rows)");
+  TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == sh.scalar_type() && x.scalar_type() == cg.scalar_type() &&
               x.scalar_type() == w.scalar_type(), "fused_tp: CPU tensors of one float dtype expected");
   TORCH_CHECK(src.scalar_type() == torch::kLong && tgt.scalar_type() == torch::kLong &&
               path.scalar_type() == torch::kLong, "fused_tp: int64 indices expected");
-  const int64_t E = sh.size(0);
-  TORCH_CHECK(cg.size(0) == sh.size(1) && cg.size(2) == x.size(1) && w.size(0) == E && w.size(2) == x.size(2) &&
-              path.numel() == cg.size(1) && src.numel() == E && tgt.numel() == E && x.size(2) <= kMaxU,
-              "fused_tp: shape mismatch");
+  const int64_t E = sh.size(0), U = x.size(2);
+  TORCH_CHECK(cg.size(0) == sh.size(1) && cg.size(2) == x.size(1) && w.size(0) == E && offset >= 0 &&
+              offset + P * U <= w.size(1) && path.numel() == cg.size(1) && src.numel() == E && tgt.numel() == E &&
+              U <= kMaxU, "fused_tp: shape mismatch");
   if (path.numel() > 0) {
-    TORCH_CHECK(path.min().item<int64_t>() >= 0 && path.max().item<int64_t>() < w.size(1), "fused_tp: bad path index");
+    TORCH_CHECK(path.min().item<int64_t>() >= 0 && path.max().item<int64_t>() < P, "fused_tp: bad path index");
   }
 }
 
 }  // namespace
 
-torch::Tensor fused_tp_forward(torch::Tensor x, torch::Tensor sh, torch::Tensor cg, torch::Tensor w, torch::Tensor path,
-                               torch::Tensor src, torch::Tensor tgt, bool sorted) {
-  check(x, sh, cg, w, path, src, tgt);
-  x = x.contiguous(); sh = sh.contiguous(); cg = cg.contiguous(); w = w.contiguous(); path = path.contiguous();
-  src = src.contiguous(); tgt = tgt.contiguous();
+// out [N, Q, U] += the block's messages of the given edges
+void fused_tp_forward(torch::Tensor out, torch::Tensor x, torch::Tensor sh, torch::Tensor cg, torch::Tensor w,
+                      int64_t offset, int64_t P, torch::Tensor path, torch::Tensor src, torch::Tensor tgt, bool sorted) {
+  check_block(x, sh, cg, w, offset, P, path, src, tgt);
   const int64_t N = x.size(0), D = x.size(1), U = x.size(2), E = sh.size(0), S = sh.size(1), Q = cg.size(1);
-  const int64_t P = w.size(1);
-  auto out = torch::zeros({N, Q, U}, x.options());
-  if (E == 0) return out;
+  TORCH_CHECK(out.is_contiguous() && out.dim() == 3 && out.size(0) == N && out.size(1) == Q && out.size(2) == U &&
+              out.scalar_type() == x.scalar_type(), "fused_tp_forward: bad output tensor");
+  if (E == 0) return;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fused_tp_forward", [&] {
     MOLEQUI_DISPATCH_U(U, forward_impl<scalar_t, UC>(x.data_ptr<scalar_t>(), sh.data_ptr<scalar_t>(),
-        cg.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(), path.data_ptr<int64_t>(), src.data_ptr<int64_t>(),
-        tgt.data_ptr<int64_t>(), out.data_ptr<scalar_t>(), N, E, S, Q, D, P, U, sorted));
+        cg.data_ptr<scalar_t>(), w.data_ptr<scalar_t>() + offset, w.stride(0), path.data_ptr<int64_t>(),
+        src.data_ptr<int64_t>(), tgt.data_ptr<int64_t>(), out.data_ptr<scalar_t>(), N, E, S, Q, D, U, sorted));
   });
-  return out;
 }
 
-std::vector<torch::Tensor> fused_tp_backward(torch::Tensor g, torch::Tensor x, torch::Tensor sh, torch::Tensor cg,
-                                             torch::Tensor w, torch::Tensor path, torch::Tensor src, torch::Tensor tgt) {
-  check(x, sh, cg, w, path, src, tgt);
-  g = g.contiguous(); x = x.contiguous(); sh = sh.contiguous(); cg = cg.contiguous(); w = w.contiguous();
-  path = path.contiguous();
-  src = src.contiguous(); tgt = tgt.contiguous();
+// gx [N, D, U], gsh [E, S] and gw [E, *] (the block's columns from `offset`) += the gradients, given g [N, Q, U]
+void fused_tp_backward(torch::Tensor gx, torch::Tensor gsh, torch::Tensor gw, torch::Tensor g, torch::Tensor x,
+                       torch::Tensor sh, torch::Tensor cg, torch::Tensor w, int64_t offset, int64_t P, torch::Tensor path,
+                       torch::Tensor src, torch::Tensor tgt) {
+  check_block(x, sh, cg, w, offset, P, path, src, tgt);
   const int64_t N = x.size(0), D = x.size(1), U = x.size(2), E = sh.size(0), S = sh.size(1), Q = cg.size(1);
-  const int64_t P = w.size(1);
-  TORCH_CHECK(g.dim() == 3 && g.size(0) == N && g.size(1) == Q && g.size(2) == U && g.scalar_type() == x.scalar_type(),
-              "fused_tp_backward: gradient shape mismatch");
-  auto gx = torch::zeros_like(x);
-  auto gsh = torch::zeros_like(sh);
-  auto gw = torch::zeros_like(w);
-  if (E == 0) return {gx, gsh, gw};
+  TORCH_CHECK(g.is_contiguous() && g.dim() == 3 && g.size(0) == N && g.size(1) == Q && g.size(2) == U &&
+              g.scalar_type() == x.scalar_type(), "fused_tp_backward: bad output gradient");
+  TORCH_CHECK(gx.is_contiguous() && gx.sizes() == x.sizes() && gx.scalar_type() == x.scalar_type() &&
+              gsh.is_contiguous() && gsh.sizes() == sh.sizes() && gsh.scalar_type() == x.scalar_type() &&
+              gw.dim() == 2 && gw.stride(1) == 1 && gw.size(0) == E && gw.size(1) >= offset + P * U &&
+              gw.scalar_type() == x.scalar_type(), "fused_tp_backward: bad gradient tensors");
+  if (E == 0) return;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fused_tp_backward", [&] {
     MOLEQUI_DISPATCH_U(U, backward_impl<scalar_t, UC>(g.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(),
-        sh.data_ptr<scalar_t>(), cg.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(), path.data_ptr<int64_t>(),
-        src.data_ptr<int64_t>(), tgt.data_ptr<int64_t>(), gx.data_ptr<scalar_t>(), gsh.data_ptr<scalar_t>(),
-        gw.data_ptr<scalar_t>(), N, E, S, Q, D, P, U));
+        sh.data_ptr<scalar_t>(), cg.data_ptr<scalar_t>(), w.data_ptr<scalar_t>() + offset, w.stride(0),
+        path.data_ptr<int64_t>(), src.data_ptr<int64_t>(), tgt.data_ptr<int64_t>(), gx.data_ptr<scalar_t>(),
+        gsh.data_ptr<scalar_t>(), gw.data_ptr<scalar_t>() + offset, gw.stride(0), N, E, S, Q, D, U));
   });
-  return {gx, gsh, gw};
 }
 """
 
@@ -332,28 +334,120 @@ def _block_eager(
     return torch.cat(outputs, dim=1).reshape(num_nodes, row, mul)
 
 
-class _FusedBlock(torch.autograd.Function):
-    """Path 3 for one input block (same signature and result as :func:`_block_eager`)."""
+def _needed(needs_input_grad: tuple[bool, ...], inputs: tuple[Any, ...]) -> tuple[bool, ...]:
+    """``needs_input_grad`` narrowed to the inputs whose gradient this backward pass will use.
+
+    ``ctx.needs_input_grad`` only says which inputs require grad: computing forces with
+    ``autograd.grad(energy, pos)`` would still get the radial MLP's parameter gradients computed and
+    thrown away. Where torch can tell (its private ``_will_engine_execute_node``), gradients that
+    lead nowhere the engine goes are skipped.
+    """
+    will_execute = getattr(torch._C, "_will_engine_execute_node", None)
+    if will_execute is None:
+        return needs_input_grad
+    narrowed = []
+    for need, tensor in zip(needs_input_grad, inputs):
+        if need and isinstance(tensor, torch.Tensor) and tensor.grad_fn is not None:
+            try:
+                need = bool(will_execute(tensor.grad_fn))
+            except RuntimeError:  # not inside a backward pass of the engine
+                pass
+        narrowed.append(need)
+    return tuple(narrowed)
+
+
+def _mlp(h: torch.Tensor, matrices: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """The radial MLP with its scale factors folded in: SiLU between ``h @ W`` layers."""
+    for matrix in matrices[:-1]:
+        h = torch.nn.functional.silu(h @ matrix)
+    return h @ matrices[-1]
+
+
+class _ChunkedEdges(torch.autograd.Function):
+    """Path 3: radial MLP and every block's tensor product, over chunks of edges, without storing per-edge data.
+
+    Forward: for each chunk of ``edge_chunk`` edges, the radial weights, then the kernel accumulates
+    each block's messages into its node output ``[N, Q, mul]``. Backward: recomputes each chunk's
+    radial weights (with autograd, for the MLP's part), runs the kernel's backward, and pulls the
+    radial-weight gradient back through the MLP. Memory is ``O(N + chunk)`` beyond the inputs,
+    and a chunk's intermediates stay in cache. Under ``create_graph=True`` the backward recomputes
+    everything with differentiable PyTorch operations instead (path 2), so higher derivatives work.
+
+    Inputs: ``edge_radial [E, num_radial]``, ``edge_sh [E, sh_dim]``, ``edge_index [2, E]``, the
+    static plan, then the blocks' ``x_block [N, d_in, mul]`` and the MLP matrices. Outputs: the
+    blocks' ``[N, Q, mul]``.
+    """
 
     @staticmethod
-    def forward(ctx, x_block, edge_sh, weights, cg, path_index, source, target, targets_sorted, groups):
-        ctx.save_for_backward(x_block, edge_sh, weights, cg, path_index, source, target)
-        ctx.groups = groups
-        return fused_kernel().fused_tp_forward(x_block, edge_sh, cg, weights, path_index, source, target, targets_sorted)
+    def forward(ctx, edge_radial, edge_sh, edge_index, plan, num_blocks, *tensors):
+        kernel = fused_kernel()
+        x_blocks, matrices = tensors[:num_blocks], tensors[num_blocks:]
+        cgs, paths, sizes, groups, chunk, targets_sorted = plan
+        offsets = [sum(sizes[:k]) for k in range(len(sizes))]
+        source, target = edge_index[0], edge_index[1]
+        outputs = [x.new_zeros(x.shape[0], cg.shape[1], x.shape[2]) for x, cg in zip(x_blocks, cgs)]
+        for start in range(0, edge_sh.shape[0], chunk):
+            stop = min(start + chunk, edge_sh.shape[0])
+            weights = _mlp(edge_radial[start:stop], matrices)  # [chunk, weight_numel]
+            sh, src, tgt = edge_sh[start:stop], source[start:stop], target[start:stop]
+            for out, x, cg, path, offset, size in zip(outputs, x_blocks, cgs, paths, offsets, sizes):
+                num_paths = size // x.shape[2]
+                kernel.fused_tp_forward(out, x, sh, cg, weights, offset, num_paths, path, src, tgt, targets_sorted)
+        ctx.save_for_backward(edge_radial, edge_sh, edge_index, *tensors)
+        ctx.plan, ctx.num_blocks = plan, num_blocks
+        return tuple(outputs)
 
     @staticmethod
-    def backward(ctx, grad):
-        x_block, edge_sh, weights, cg, path_index, source, target = ctx.saved_tensors
-        needs = ctx.needs_input_grad[:3]
-        if torch.is_grad_enabled():  # create_graph=True: recompute with differentiable operations
-            inputs = [t for t, need in zip((x_block, edge_sh, weights), needs) if need]
-            out = _block_eager(x_block, edge_sh, weights, cg, source, target, ctx.groups)
-            found = iter(torch.autograd.grad(out, inputs, grad, create_graph=True, allow_unused=True))
-            grads = [next(found) if need else None for need in needs]
+    def backward(ctx, *grads):
+        edge_radial, edge_sh, edge_index, *tensors = ctx.saved_tensors
+        num_blocks = ctx.num_blocks
+        x_blocks, matrices = tensors[:num_blocks], tuple(tensors[num_blocks:])
+        cgs, paths, sizes, groups, chunk, _ = ctx.plan
+        offsets = [sum(sizes[:k]) for k in range(len(sizes))]
+        source, target = edge_index[0], edge_index[1]
+        needs = _needed(ctx.needs_input_grad, (edge_radial, edge_sh, None, None, None, *tensors))
+        need_radial, need_sh, need_x, need_matrices = needs[0], needs[1], needs[5 : 5 + num_blocks], needs[5 + num_blocks :]
+        if torch.is_grad_enabled():  # create_graph=True: differentiable recomputation with path 2
+            wanted = [t for t, need in zip([edge_radial, edge_sh, *tensors], needs[:2] + needs[5:]) if need]
+            weights = _mlp(edge_radial, matrices).split(sizes, dim=1)
+            outs = [
+                _block_eager(x, edge_sh, w.reshape(edge_sh.shape[0], -1, x.shape[2]), cg, source, target, group)
+                for x, w, cg, group in zip(x_blocks, weights, cgs, groups)
+            ]
+            found = iter(torch.autograd.grad(outs, wanted, grads, create_graph=True, allow_unused=True))
+            result = [next(found) if need else None for need in needs[:2] + needs[5:]]
         else:
-            grads = fused_kernel().fused_tp_backward(grad, x_block, edge_sh, cg, weights, path_index, source, target)
-            grads = [g if need else None for g, need in zip(grads, needs)]
-        return (*grads, None, None, None, None, None, None)
+            kernel = fused_kernel()
+            grads = [g.contiguous() for g in grads]
+            grad_x = [torch.zeros_like(x) for x in x_blocks]
+            grad_sh = torch.zeros_like(edge_sh)
+            grad_radial = torch.zeros_like(edge_radial) if need_radial else None
+            grad_matrices = [torch.zeros_like(m) if need else None for m, need in zip(matrices, need_matrices)]
+            for start in range(0, edge_sh.shape[0], chunk):
+                stop = min(start + chunk, edge_sh.shape[0])
+                sh, src, tgt = edge_sh[start:stop], source[start:stop], target[start:stop]
+                with torch.enable_grad():  # recompute the chunk's radial weights
+                    radial = edge_radial[start:stop].detach().requires_grad_(need_radial)
+                    mats = [m.detach().requires_grad_(need) for m, need in zip(matrices, need_matrices)]
+                    weights = _mlp(radial, tuple(mats))
+                grad_weights = torch.zeros_like(weights)
+                for g, gx, x, cg, path, offset, size in zip(grads, grad_x, x_blocks, cgs, paths, offsets, sizes):
+                    num_paths = size // x.shape[2]
+                    kernel.fused_tp_backward(
+                        gx, grad_sh[start:stop], grad_weights, g, x, sh, cg, weights.detach(), offset, num_paths, path,
+                        src, tgt,
+                    )
+                inputs = [t for t, need in zip([radial, *mats], [need_radial, *need_matrices]) if need]
+                if inputs:
+                    found_chunk = iter(torch.autograd.grad(weights, inputs, grad_weights))
+                    if need_radial:
+                        grad_radial[start:stop] = next(found_chunk)
+                    for k, need in enumerate(need_matrices):
+                        if need:
+                            grad_matrices[k] += next(found_chunk)
+            result = [grad_radial, grad_sh if need_sh else None]
+            result += [gx if need else None for gx, need in zip(grad_x, need_x)] + grad_matrices
+        return (result[0], result[1], None, None, None, *result[2:])
 
 
 class EquivariantConv(MessagePassing):
@@ -442,6 +536,8 @@ class EquivariantConv(MessagePassing):
         self.fused = True
         #: In eval mode, run the fused tensor product with the C++ kernel when it can be built.
         self.kernel = True
+        #: Edges per chunk of the kernel path (its per-edge intermediates stay in cache).
+        self.edge_chunk = 4096
         self._build_fused_plan()
 
     def _build_fused_plan(self) -> None:
@@ -531,57 +627,82 @@ class EquivariantConv(MessagePassing):
             weights = self.radial_mlp(edge_radial)
             aggregated = self.propagate(edge_index, x=self.linear_in(x), edge_sh=edge_sh, weights=weights)
             return self.linear_out(aggregated / math.sqrt(self.avg_num_neighbors))
-        weights = self._radial_weights(edge_radial)
-        return self.linear_out(self._fused_aggregate(self.linear_in(x), edge_index, edge_sh, weights))
+        x = self.linear_in(x)
+        if self.kernel and not self.training and x.device.type == "cpu" and fused_kernel() is not None:
+            return self.linear_out(self._kernel_aggregate(x, edge_index, edge_sh, edge_radial))
+        return self.linear_out(self._fused_aggregate(x, edge_index, edge_sh, self._radial_weights(edge_radial)))
 
-    def _radial_weights(self, edge_radial: torch.Tensor) -> torch.Tensor:
-        """``self.radial_mlp(edge_radial)[:, self._weight_perm]``, with the column order folded into its last layer.
+    def _radial_matrices(self) -> tuple[torch.Tensor, ...]:
+        """The radial MLP's weight matrices with e3nn's scale factors folded in, the last one's columns in block order.
 
-        Same arithmetic as e3nn's ``FullyConnectedNet`` (``x @ W / sqrt(fan_in)`` and a second-moment
-        normalised SiLU) with its scalar factors folded into the weight matrices.
+        ``_mlp(edge_radial, matrices)`` equals ``self.radial_mlp(edge_radial)[:, self._weight_perm]``: the same
+        arithmetic as e3nn's ``FullyConnectedNet`` (``x @ W / sqrt(fan_in)``, second-moment normalised SiLU),
+        up to rounding.
         """
         layers = list(self.radial_mlp)
-        h = edge_radial
-        scale = 1.0
+        matrices, scale = [], 1.0
         for layer in layers[:-1]:
-            h = torch.nn.functional.silu(h @ (layer.weight * (scale / math.sqrt(layer.h_in * layer.var_in))))
-            # normalize2mom(silu)(z) = factor * silu(z); the factor and var_out go into the next layer
+            matrices.append(layer.weight * (scale / math.sqrt(layer.h_in * layer.var_in)))
+            # normalize2mom(silu)(z) = cst * silu(z); cst and var_out go into the next layer
             scale = (1.0 if layer.act._is_id else layer.act.cst) * layer.var_out**0.5
         last = layers[-1]
         weight = last.weight.index_select(1, self._weight_perm)
-        return h @ (weight * (scale / math.sqrt(last.h_in * last.var_in / last.var_out)))
+        matrices.append(weight * (scale / math.sqrt(last.h_in * last.var_in / last.var_out)))
+        return tuple(matrices)
+
+    def _radial_weights(self, edge_radial: torch.Tensor) -> torch.Tensor:
+        """``self.radial_mlp(edge_radial)[:, self._weight_perm]``: ``[E, weight_numel]`` in block order."""
+        return _mlp(edge_radial, self._radial_matrices())
+
+    def _block_inputs(self, x: torch.Tensor, dtype: torch.dtype) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Per block: source features channels last ``[N, d_in, mul]`` and Clebsch-Gordan maps ``[sh_dim, Q, d_in]``."""
+        x_blocks, cgs = [], []
+        for index, (start, stop, mul, dim_in, _) in enumerate(self._blocks):
+            x_blocks.append(x[:, start:stop].reshape(x.shape[0], mul, dim_in).transpose(1, 2).contiguous())
+            cgs.append(getattr(self, f"_cg_{index}").to(dtype))
+        return x_blocks, cgs
+
+    def _weight_sizes(self) -> list[int]:
+        return [mul * sum(p for p, _ in groups) for *_, mul, _, groups in self._blocks]
 
     def _fused_aggregate(
         self, x: torch.Tensor, edge_index: torch.Tensor, edge_sh: torch.Tensor, weights: torch.Tensor
     ) -> torch.Tensor:
-        """``sum_{j -> i} tensor_product(x_j, edge_sh, w) / sqrt(avg_num_neighbors)`` as ``[N, irreps_mid.dim]``.
+        """Path 2: ``sum_{j -> i} tensor_product(x_j, edge_sh, w) / sqrt(avg_num_neighbors)`` as ``[N, irreps_mid.dim]``.
 
         ``weights [E, weight_numel]`` are the radial weights in the block order of :meth:`_radial_weights`.
-        Uses the C++ kernel in eval mode when it is available (see the module docstring).
         """
         source, target = edge_index[0], edge_index[1]
         num_nodes, num_edges = x.shape[0], edge_sh.shape[0]
         if not self._blocks:
             return x.new_zeros(num_nodes, self.irreps_mid.dim)
-        use_kernel = self.kernel and not self.training and x.device.type == "cpu" and fused_kernel() is not None
-        if use_kernel:
-            targets_sorted = bool((target[1:] >= target[:-1]).all()) if num_edges > 1 else True
-        block_weights = weights.split([mul * sum(p for p, _ in groups) for *_, mul, _, groups in self._blocks], dim=1)
+        x_blocks, cgs = self._block_inputs(x, edge_sh.dtype)
         outputs = []
-        for index, (start, stop, mul, dim_in, groups) in enumerate(self._blocks):
-            # source features of the block, channels last: [N, d_in, mul]
-            x_block = x[:, start:stop].reshape(num_nodes, mul, dim_in).transpose(1, 2).contiguous()
-            cg = getattr(self, f"_cg_{index}").to(edge_sh.dtype)
-            w = block_weights[index].reshape(num_edges, sum(p for p, _ in groups), mul)  # [E, P, mul]
-            if use_kernel:
-                path_index = getattr(self, f"_path_{index}")
-                out = _FusedBlock.apply(
-                    x_block, edge_sh, w.contiguous(), cg, path_index, source, target, targets_sorted, groups
-                )
-            else:
-                out = _block_eager(x_block, edge_sh, w, cg, source, target, groups)
-            outputs.append(out.reshape(num_nodes, -1))
+        for x_block, w, cg, (*_, mul, _, groups) in zip(
+            x_blocks, weights.split(self._weight_sizes(), dim=1), cgs, self._blocks
+        ):
+            w = w.reshape(num_edges, sum(p for p, _ in groups), mul)  # [E, P, mul]
+            outputs.append(_block_eager(x_block, edge_sh, w, cg, source, target, groups).reshape(num_nodes, -1))
         return torch.cat(outputs, dim=1).index_select(1, self._perm)
+
+    def _kernel_aggregate(
+        self, x: torch.Tensor, edge_index: torch.Tensor, edge_sh: torch.Tensor, edge_radial: torch.Tensor
+    ) -> torch.Tensor:
+        """Path 3: as :meth:`_fused_aggregate`, radial MLP included, with the C++ kernel over chunks of edges."""
+        num_nodes, num_edges = x.shape[0], edge_sh.shape[0]
+        if not self._blocks:
+            return x.new_zeros(num_nodes, self.irreps_mid.dim)
+        target = edge_index[1]
+        targets_sorted = bool((target[1:] >= target[:-1]).all()) if num_edges > 1 else True
+        x_blocks, cgs = self._block_inputs(x, edge_sh.dtype)
+        paths = [getattr(self, f"_path_{index}") for index in range(len(self._blocks))]
+        groups = [block[-1] for block in self._blocks]
+        plan = (cgs, paths, self._weight_sizes(), groups, max(int(self.edge_chunk), 1), targets_sorted)
+        matrices = self._radial_matrices()
+        outputs = _ChunkedEdges.apply(
+            edge_radial, edge_sh, edge_index.contiguous(), plan, len(x_blocks), *x_blocks, *matrices
+        )
+        return torch.cat([out.reshape(num_nodes, -1) for out in outputs], dim=1).index_select(1, self._perm)
 
     def message(self, x_j: torch.Tensor, edge_sh: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Per edge: ``x_j [E, irreps_in.dim] (x) edge_sh [E, irreps_sh.dim] -> [E, irreps_mid.dim]``."""
