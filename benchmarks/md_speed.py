@@ -38,6 +38,7 @@ sys.path.insert(0, str(HERE))
 from md_timing import md_steps_per_second  # noqa: E402
 
 from molequi.calculators import MolequiCalculator  # noqa: E402
+from molequi.io import atomic_write_json  # noqa: E402
 from molequi.models import EquivariantPotential  # noqa: E402
 
 ASPIRIN = "/work/shared/data/rmd17/aspirin_train_1200_macejax.xyz"
@@ -126,14 +127,6 @@ def print_table(rows: list[Row]) -> None:
         )
 
 
-def write_json(rows: list[Row], path: Path) -> None:
-    """Write the rows to ``path`` atomically (temporary file, then rename)."""
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(handle, "w") as file:
-        json.dump([asdict(r) for r in rows], file, indent=1)
-    os.replace(tmp, path)
-
-
 def _load() -> str:
     return ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -182,7 +175,7 @@ def main() -> None:
     print("molequi x: molequi's best steps/s over this row's, same system")
     print_table(rows)
     if args.json:
-        write_json(rows, args.json)
+        atomic_write_json(args.json, [asdict(r) for r in rows])
 
 
 if __name__ == "__main__":
