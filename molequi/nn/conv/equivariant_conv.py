@@ -363,6 +363,58 @@ def _mlp(h: torch.Tensor, matrices: tuple[torch.Tensor, ...]) -> torch.Tensor:
     return h @ matrices[-1]
 
 
+def _eager_outputs(plan, edge_radial, edge_sh, edge_index, x_blocks, matrices):
+    """Path 2 for every block, radial MLP included (the differentiable recomputation of path 3)."""
+    cgs, _, sizes, groups, _, _ = plan
+    weights = _mlp(edge_radial, tuple(matrices)).split(sizes, dim=1)
+    return [
+        _block_eager(x, edge_sh, w.reshape(edge_sh.shape[0], -1, x.shape[2]), cg, edge_index[0], edge_index[1], group)
+        for x, w, cg, group in zip(x_blocks, weights, cgs, groups)
+    ]
+
+
+def _kernel_gradients(plan, edge_radial, edge_sh, edge_index, x_blocks, matrices, grads, needs):
+    """First derivatives of path 3 with the kernel, chunk by chunk (radial weights recomputed per chunk).
+
+    ``needs``: flags for ``(edge_radial, edge_sh, *x_blocks, *matrices)``; returns the gradients in that
+    order, ``None`` where not needed.
+    """
+    kernel = fused_kernel()
+    cgs, paths, sizes, _, chunk, _ = plan
+    offsets = [sum(sizes[:k]) for k in range(len(sizes))]
+    source, target = edge_index[0], edge_index[1]
+    num_blocks = len(x_blocks)
+    need_radial, need_sh, need_x, need_matrices = needs[0], needs[1], needs[2 : 2 + num_blocks], needs[2 + num_blocks :]
+    grads = [g.contiguous() for g in grads]
+    grad_x = [torch.zeros_like(x) for x in x_blocks]
+    grad_sh = torch.zeros_like(edge_sh)
+    grad_radial = torch.zeros_like(edge_radial) if need_radial else None
+    grad_matrices = [torch.zeros_like(m) if need else None for m, need in zip(matrices, need_matrices)]
+    for start in range(0, edge_sh.shape[0], chunk):
+        stop = min(start + chunk, edge_sh.shape[0])
+        sh, src, tgt = edge_sh[start:stop], source[start:stop], target[start:stop]
+        with torch.enable_grad():  # recompute the chunk's radial weights
+            radial = edge_radial[start:stop].detach().requires_grad_(need_radial)
+            mats = [m.detach().requires_grad_(need) for m, need in zip(matrices, need_matrices)]
+            weights = _mlp(radial, tuple(mats))
+        grad_weights = torch.zeros_like(weights)
+        for g, gx, x, cg, path, offset, size in zip(grads, grad_x, x_blocks, cgs, paths, offsets, sizes):
+            kernel.fused_tp_backward(
+                gx, grad_sh[start:stop], grad_weights, g, x, sh, cg, weights.detach(), offset, size // x.shape[2],
+                path, src, tgt,
+            )
+        inputs = [t for t, need in zip([radial, *mats], [need_radial, *need_matrices]) if need]
+        if inputs:
+            found = iter(torch.autograd.grad(weights, inputs, grad_weights))
+            if need_radial:
+                grad_radial[start:stop] = next(found)
+            for k, need in enumerate(need_matrices):
+                if need:
+                    grad_matrices[k] += next(found)
+    result = [grad_radial, grad_sh if need_sh else None]
+    return result + [gx if need else None for gx, need in zip(grad_x, need_x)] + grad_matrices
+
+
 class _ChunkedEdges(torch.autograd.Function):
     """Path 3: radial MLP and every block's tensor product, over chunks of edges, without storing per-edge data.
 
@@ -370,19 +422,19 @@ class _ChunkedEdges(torch.autograd.Function):
     each block's messages into its node output ``[N, Q, mul]``. Backward: recomputes each chunk's
     radial weights (with autograd, for the MLP's part), runs the kernel's backward, and pulls the
     radial-weight gradient back through the MLP. Memory is ``O(N + chunk)`` beyond the inputs,
-    and a chunk's intermediates stay in cache. Under ``create_graph=True`` the backward recomputes
-    everything with differentiable PyTorch operations instead (path 2), so higher derivatives work.
+    and a chunk's intermediates stay in cache. The first derivatives are the same numbers whether
+    or not ``create_graph=True``; second derivatives come from :class:`_ChunkedEdgesGradient`.
 
     Inputs: ``edge_radial [E, num_radial]``, ``edge_sh [E, sh_dim]``, ``edge_index [2, E]``, the
-    static plan, then the blocks' ``x_block [N, d_in, mul]`` and the MLP matrices. Outputs: the
-    blocks' ``[N, Q, mul]``.
+    static plan, the number of blocks, then the blocks' ``x_block [N, d_in, mul]`` and the radial
+    MLP's matrices. Outputs: the blocks' ``[N, Q, mul]``.
     """
 
     @staticmethod
     def forward(ctx, edge_radial, edge_sh, edge_index, plan, num_blocks, *tensors):
         kernel = fused_kernel()
         x_blocks, matrices = tensors[:num_blocks], tensors[num_blocks:]
-        cgs, paths, sizes, groups, chunk, targets_sorted = plan
+        cgs, paths, sizes, _, chunk, targets_sorted = plan
         offsets = [sum(sizes[:k]) for k in range(len(sizes))]
         source, target = edge_index[0], edge_index[1]
         outputs = [x.new_zeros(x.shape[0], cg.shape[1], x.shape[2]) for x, cg in zip(x_blocks, cgs)]
@@ -401,53 +453,55 @@ class _ChunkedEdges(torch.autograd.Function):
     def backward(ctx, *grads):
         edge_radial, edge_sh, edge_index, *tensors = ctx.saved_tensors
         num_blocks = ctx.num_blocks
-        x_blocks, matrices = tensors[:num_blocks], tuple(tensors[num_blocks:])
-        cgs, paths, sizes, groups, chunk, _ = ctx.plan
-        offsets = [sum(sizes[:k]) for k in range(len(sizes))]
-        source, target = edge_index[0], edge_index[1]
         needs = _needed(ctx.needs_input_grad, (edge_radial, edge_sh, None, None, None, *tensors))
-        need_radial, need_sh, need_x, need_matrices = needs[0], needs[1], needs[5 : 5 + num_blocks], needs[5 + num_blocks :]
-        if torch.is_grad_enabled():  # create_graph=True: differentiable recomputation with path 2
-            wanted = [t for t, need in zip([edge_radial, edge_sh, *tensors], needs[:2] + needs[5:]) if need]
-            weights = _mlp(edge_radial, matrices).split(sizes, dim=1)
-            outs = [
-                _block_eager(x, edge_sh, w.reshape(edge_sh.shape[0], -1, x.shape[2]), cg, source, target, group)
-                for x, w, cg, group in zip(x_blocks, weights, cgs, groups)
-            ]
-            found = iter(torch.autograd.grad(outs, wanted, grads, create_graph=True, allow_unused=True))
-            result = [next(found) if need else None for need in needs[:2] + needs[5:]]
+        needs = needs[:2] + needs[5:]  # (edge_radial, edge_sh, *x_blocks, *matrices)
+        if torch.is_grad_enabled():  # create_graph=True: the same values, differentiable once more
+            outs = _ChunkedEdgesGradient.apply(ctx.plan, num_blocks, needs, edge_radial, edge_sh, edge_index, *tensors, *grads)
+            result = [out if need else None for out, need in zip(outs, needs)]
         else:
-            kernel = fused_kernel()
-            grads = [g.contiguous() for g in grads]
-            grad_x = [torch.zeros_like(x) for x in x_blocks]
-            grad_sh = torch.zeros_like(edge_sh)
-            grad_radial = torch.zeros_like(edge_radial) if need_radial else None
-            grad_matrices = [torch.zeros_like(m) if need else None for m, need in zip(matrices, need_matrices)]
-            for start in range(0, edge_sh.shape[0], chunk):
-                stop = min(start + chunk, edge_sh.shape[0])
-                sh, src, tgt = edge_sh[start:stop], source[start:stop], target[start:stop]
-                with torch.enable_grad():  # recompute the chunk's radial weights
-                    radial = edge_radial[start:stop].detach().requires_grad_(need_radial)
-                    mats = [m.detach().requires_grad_(need) for m, need in zip(matrices, need_matrices)]
-                    weights = _mlp(radial, tuple(mats))
-                grad_weights = torch.zeros_like(weights)
-                for g, gx, x, cg, path, offset, size in zip(grads, grad_x, x_blocks, cgs, paths, offsets, sizes):
-                    num_paths = size // x.shape[2]
-                    kernel.fused_tp_backward(
-                        gx, grad_sh[start:stop], grad_weights, g, x, sh, cg, weights.detach(), offset, num_paths, path,
-                        src, tgt,
-                    )
-                inputs = [t for t, need in zip([radial, *mats], [need_radial, *need_matrices]) if need]
-                if inputs:
-                    found_chunk = iter(torch.autograd.grad(weights, inputs, grad_weights))
-                    if need_radial:
-                        grad_radial[start:stop] = next(found_chunk)
-                    for k, need in enumerate(need_matrices):
-                        if need:
-                            grad_matrices[k] += next(found_chunk)
-            result = [grad_radial, grad_sh if need_sh else None]
-            result += [gx if need else None for gx, need in zip(grad_x, need_x)] + grad_matrices
+            x_blocks, matrices = tensors[:num_blocks], tensors[num_blocks:]
+            result = _kernel_gradients(ctx.plan, edge_radial, edge_sh, edge_index, x_blocks, matrices, grads, needs)
         return (result[0], result[1], None, None, None, *result[2:])
+
+
+class _ChunkedEdgesGradient(torch.autograd.Function):
+    """First derivatives of :class:`_ChunkedEdges` (kernel values) whose own derivatives recompute path 2.
+
+    Forward: :func:`_kernel_gradients` (zeros where a gradient is not needed). Backward (second
+    derivatives, e.g. a force loss in training): rebuilds the blocks with differentiable PyTorch
+    operations, takes their first derivatives with ``create_graph=True`` and differentiates those.
+    Third derivatives are not supported.
+    """
+
+    @staticmethod
+    def forward(ctx, plan, num_blocks, needs, edge_radial, edge_sh, edge_index, *rest):
+        num_tensors = len(rest) - num_blocks  # rest: x_blocks, matrices, then one gradient per block
+        tensors, grads = rest[:num_tensors], rest[num_tensors:]
+        x_blocks, matrices = tensors[:num_blocks], tensors[num_blocks:]
+        result = _kernel_gradients(plan, edge_radial, edge_sh, edge_index, x_blocks, matrices, grads, needs)
+        inputs = (edge_radial, edge_sh, *tensors)
+        ctx.save_for_backward(edge_radial, edge_sh, edge_index, *rest)
+        ctx.plan, ctx.num_blocks, ctx.needs, ctx.num_tensors = plan, num_blocks, needs, num_tensors
+        return tuple(g if g is not None else torch.zeros_like(t) for g, t in zip(result, inputs))
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, *grad_grads):
+        edge_radial, edge_sh, edge_index, *rest = ctx.saved_tensors
+        num_blocks, num_tensors = ctx.num_blocks, ctx.num_tensors
+        leaves = [t.detach().requires_grad_(True) for t in (edge_radial, edge_sh, *rest)]
+        radial, sh, tensors, grads = leaves[0], leaves[1], leaves[2 : 2 + num_tensors], leaves[2 + num_tensors :]
+        with torch.enable_grad():
+            outs = _eager_outputs(ctx.plan, radial, sh, edge_index, tensors[:num_blocks], tensors[num_blocks:])
+            first = torch.autograd.grad(outs, [radial, sh, *tensors], grads, create_graph=True, allow_unused=True)
+            picked = [(f, gg) for f, gg, need in zip(first, grad_grads, ctx.needs) if need and f is not None]
+            if not picked:
+                second = [None] * len(leaves)
+            else:
+                second = torch.autograd.grad(
+                    [f for f, _ in picked], leaves, [gg for _, gg in picked], allow_unused=True
+                )
+        return (None, None, None, second[0], second[1], None, *second[2:])
 
 
 class EquivariantConv(MessagePassing):
@@ -628,7 +682,7 @@ class EquivariantConv(MessagePassing):
             aggregated = self.propagate(edge_index, x=self.linear_in(x), edge_sh=edge_sh, weights=weights)
             return self.linear_out(aggregated / math.sqrt(self.avg_num_neighbors))
         x = self.linear_in(x)
-        if self.kernel and not self.training and x.device.type == "cpu" and fused_kernel() is not None:
+        if self.kernel and x.device.type == "cpu" and fused_kernel() is not None:
             return self.linear_out(self._kernel_aggregate(x, edge_index, edge_sh, edge_radial))
         return self.linear_out(self._fused_aggregate(x, edge_index, edge_sh, self._radial_weights(edge_radial)))
 
