@@ -493,8 +493,11 @@ class _ChunkedEdgesGradient(torch.autograd.Function):
         radial, sh, tensors, grads = leaves[0], leaves[1], leaves[2 : 2 + num_tensors], leaves[2 + num_tensors :]
         with torch.enable_grad():
             outs = _eager_outputs(ctx.plan, radial, sh, edge_index, tensors[:num_blocks], tensors[num_blocks:])
-            first = torch.autograd.grad(outs, [radial, sh, *tensors], grads, create_graph=True, allow_unused=True)
-            picked = [(f, gg) for f, gg, need in zip(first, grad_grads, ctx.needs) if need and f is not None]
+            wanted = [(t, gg) for t, gg, need in zip([radial, sh, *tensors], grad_grads, ctx.needs) if need]
+            first = torch.autograd.grad(
+                outs, [t for t, _ in wanted], grads, create_graph=True, allow_unused=True
+            ) if wanted else []
+            picked = [(f, gg) for f, (_, gg) in zip(first, wanted) if f is not None]
             if not picked:
                 second = [None] * len(leaves)
             else:
