@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         atoms = ase.io.read(args.structure, index=0)
         atoms.calc = MolequiCalculator(args.model, device=args.device, dtype=args.dtype, skin=args.skin)
+        atoms.get_forces()  # bad input (unknown element, overlapping atoms, NaN) fails here, before any file is written
         log = args.log or str(Path(args.out).with_suffix(".log"))
         start = time.perf_counter()
         record = run_md(

@@ -42,12 +42,15 @@ def test_md_writes_trajectory_log_and_drift(inputs, capsys, ensemble, out):
     assert not list(inputs.glob(".*.tmp"))  # temporary files were renamed into place
 
 
-def test_md_reports_bad_input(inputs, capsys):
+def test_md_reports_bad_input(inputs, capsys, monkeypatch):
     atoms = cu_cluster()
     atoms.numbers[0] = 47
     ase.io.write(inputs / "gold.xyz", atoms)
+    monkeypatch.chdir(inputs)
+    before = sorted(p.name for p in inputs.iterdir())
     assert cli_md.run(_parse([str(inputs / "model.pt"), str(inputs / "gold.xyz"), "--no-progress"])) == 1
     assert "Ag" in capsys.readouterr().err
+    assert sorted(p.name for p in inputs.iterdir()) == before  # no trajectory or log left behind
 
 
 def test_registered_with_the_dispatcher():
