@@ -127,7 +127,7 @@ def test_model_file_round_trip_in_fresh_process(tmp_path, float64):
     record = torch.load(path, weights_only=True)
     assert record["model"] == "EquivariantPotential" and record["units"]["energy"] == "eV"
     structure = _molecule()
-    expected = model(structure)
+    expected = model.eval()(structure)  # load_model returns the model in eval mode
     torch.save(structure, tmp_path / "input.pt")
     script = (
         "import torch, sys; from molequi.models import load_model\n"
