@@ -217,6 +217,9 @@ class Trainer:
                 return self._finish(stop)
         finally:
             self.history.close()
+            # drop DDP's reducer while the process group is alive: freed after
+            # destroy_process_group, gloo's destructor can wait forever on its threads
+            self.network = self.model
             self.dist.close()
 
     def _epoch(self) -> None:

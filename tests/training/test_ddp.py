@@ -26,7 +26,7 @@ def test_two_processes_equal_one(tiny_config, tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
                "-m", "molequi.cli", "train", str(config)]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     if done.returncode and "Address family not supported" in done.stderr:
         pytest.skip("no local TCP sockets for the gloo process group")
     assert done.returncode == 0, done.stderr[-3000:]
