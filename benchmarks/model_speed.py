@@ -62,6 +62,12 @@ SIDES: dict[str, dict[str, Any]] = {
     },
     # molequi with torch.compile of the fused edge kernels (optional side; inference only)
     "molequi-compile": {"worker": "molequi_worker.py", "python": None, "config": {"compile": True}},
+    # molequi's convolution paths before the C++ kernel (optional sides, for before/after tables):
+    # fused PyTorch operations, and the reference e3nn TensorProduct with PyG propagate
+    "molequi-pytorch": {"worker": "molequi_worker.py", "python": None, "config": {"path": "pytorch"}},
+    "molequi-e3nn": {"worker": "molequi_worker.py", "python": None, "config": {"path": "e3nn"}},
+    # molequi's NBodyNetwork with its defaults (optional side; fragment hierarchy off for periodic boxes)
+    "molequi-nbody": {"worker": "molequi_worker.py", "python": None, "config": {"model": "NBodyNetwork"}},
     # MACE 0.3.x: 64x0e+64x1o, max_ell 3, correlation 3, 2 interactions (issue 7's reference model)
     "mace": {"worker": "mace_worker.py", "python": "/work/venv-mace/bin/python", "config": {}},
     # NequIP 0.19 NequIPGNNModel defaults: 4 layers, l_max 1, parity, 32 features
@@ -204,22 +210,23 @@ def markdown(rows: list[dict[str, Any]], header: dict[str, Any]) -> str:
         f"Host: {header['host']}; {header['cpus']} CPUs; threads per worker: {header['threads']}; "
         f"load average at start {header['load_start']}, at end {header['load_end']}",
         "",
-        "| system | task | dtype | model | params | atoms | edges | median ms | min ms | atoms/s | "
+        "| system | task | dtype | model | params | atoms | edges | median ms | min ms | CPU ms | atoms/s | "
         "peak RSS MB (+ during calls) | graph ms | x molequi time | threads | load (1 min) |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     reference = {(r["system"], r["task"], r["dtype"]): r for r in rows if r.get("side") == "molequi" and "median_ms" in r}
     for r in rows:
         key = (r["system"], r["task"], r["dtype"])
         if "median_ms" not in r:
             lines.append(f"| {r['system']} | {r['task']} | {r['dtype']} | {r['side']} | | | | "
-                         f"{r.get('error') or r.get('skipped')} | | | | | | | |")
+                         f"{r.get('error') or r.get('skipped')} | | | | | | | | |")
             continue
         ref = reference.get(key)
         ratio = r["median_ms"] / ref["median_ms"] if ref else None
         lines.append(
             f"| {r['system']} | {r['task']} | {r['dtype']} | {r['side']} | {fmt(r['params'])} | {r['atoms']} | "
-            f"{fmt(r['edges'])} | {fmt(r['median_ms'])} | {fmt(r['min_ms'])} | {fmt(1000 * r['atoms'] / r['median_ms'])} | "
+            f"{fmt(r['edges'])} | {fmt(r['median_ms'])} | {fmt(r['min_ms'])} | {fmt(r['cpu_ms'])} | "
+            f"{fmt(1000 * r['atoms'] / r['median_ms'])} | "
             f"{fmt(r['peak_rss_mb'])} (+{fmt(r['peak_rss_mb'] - r['base_rss_mb'])}) | {fmt(r['graph_ms'], 1)} | "
             f"{fmt(ratio, 2) if ratio else '-'} | {r['threads']} | {r['loadavg_start'][0]:.1f} |"
         )
@@ -236,7 +243,9 @@ def markdown(rows: list[dict[str, Any]], header: dict[str, Any]) -> str:
     if scaling:
         lines += ["", "Growth with system size (water5184 / water648, energy + forces):", "",
                   "| model | dtype | time ratio | atom ratio | edge ratio |", "|---|---|---:|---:|---:|", *scaling]
-    lines += ["", "'x molequi time': the model's median time / molequi's in the same row group "
+    lines += ["", "median / min ms: wall time per call; CPU ms: median CPU time of the process per call (all "
+              "threads; with one thread it is the wall time minus time spent waiting for a busy CPU). "
+              "'x molequi time': the model's median time / molequi's in the same row group "
               "(2.00 = molequi has twice the throughput)."]
     return "\n".join(lines)
 

@@ -6,7 +6,11 @@ Run with molequi's python (the driver does this)::
 
 ``--config`` takes ``EquivariantPotential`` options as JSON, plus ``"model"``: ``"EquivariantPotential"``
 (default) or ``"NBodyNetwork"`` (when ``molequi.models`` has it) and ``"compile": true`` to time
-``torch.compile`` of the convolutions' fused edge kernels (inference only).
+``torch.compile`` of the convolutions' fused edge kernels (inference only), and
+``"path"``: ``"kernel"`` (default: the fused C++ kernel where it builds), ``"pytorch"`` (fused PyTorch
+operations) or ``"e3nn"`` (the reference: PyG propagate with e3nn's TensorProduct), to time the
+convolution paths against each other. ``--profile N`` prints torch.profiler's N most expensive
+operators for one call (on stderr) after the timing.
 """
 
 from __future__ import annotations
@@ -18,20 +22,25 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _harness  # noqa: E402
 
+#: Options per model class (anything else is the class's own default).
 DEFAULTS = {
-    "model": "EquivariantPotential",
-    "r_max": 5.0,
-    "num_layers": 3,
-    "hidden_irreps": "32x0e+32x1o+32x2e",
-    "lmax": 2,
-    "num_radial": 8,
-    "radial_hidden": [64, 64],
-    "avg_num_neighbors": 10.0,
+    "EquivariantPotential": {
+        "r_max": 5.0,
+        "num_layers": 3,
+        "hidden_irreps": "32x0e+32x1o+32x2e",
+        "lmax": 2,
+        "num_radial": 8,
+        "radial_hidden": [64, 64],
+        "avg_num_neighbors": 10.0,
+    },
+    "NBodyNetwork": {"r_max": 5.0, "avg_num_neighbors": 10.0},
 }
 
 
 def main() -> None:
-    args = _harness.common_arguments(__doc__).parse_args()
+    parser = _harness.common_arguments(__doc__)
+    parser.add_argument("--profile", type=int, default=0, help="print the N most expensive operators of one call")
+    args = parser.parse_args()
     _harness.setup(args)
     import ase.io
     import torch
@@ -41,17 +50,24 @@ def main() -> None:
     import molequi.models
     from molequi.data import structure_from_atoms, structures_to_graphs
 
-    config = {**DEFAULTS, **json.loads(args.config)}
-    model_name = config.pop("model")
+    options = json.loads(args.config)
+    model_name = options.pop("model", "EquivariantPotential")
+    config = {**DEFAULTS.get(model_name, {}), **options}
     use_compile = bool(config.pop("compile", False))
+    path = config.pop("path", "pytorch" if use_compile else "kernel")
     frames = ase.io.read(args.structures, ":")
     species = sorted({int(z) for atoms in frames for z in atoms.numbers})
+    if model_name == "NBodyNetwork" and any(atoms.pbc.any() for atoms in frames):
+        config.setdefault("hierarchy", False)  # its fragment hierarchy is for molecules only
     if not hasattr(molequi.models, model_name):
         _harness.emit({"side": "molequi", "skipped": f"molequi.models has no {model_name}"})
         return
     model = getattr(molequi.models, model_name)(species, **config)
     model.train(args.task == "train")
-    r_max = float(config["r_max"])
+    for module in model.modules():  # the convolution path (see the module docstring)
+        if hasattr(module, "kernel") and hasattr(module, "fused"):
+            module.fused, module.kernel = path != "e3nn", path == "kernel"
+    r_max = float(model.r_max)
 
     def build_batch():
         structures = [structure_from_atoms(atoms, where=f"frame {i}") for i, atoms in enumerate(frames)]
@@ -87,9 +103,9 @@ def main() -> None:
 
     result = {
         "side": "molequi",
-        "model": model_name + (" (torch.compile)" if use_compile else ""),
+        "model": model_name + (" (torch.compile)" if use_compile else "") + ("" if path == "kernel" else f" ({path})"),
         "version": molequi.__version__,
-        "config": {**config, "model": model_name, "compile": use_compile},
+        "config": {**config, "model": model_name, "compile": use_compile, "path": path},
         "params": sum(p.numel() for p in model.parameters()),
         "atoms": num_atoms,
         "edges": num_edges,
@@ -98,6 +114,13 @@ def main() -> None:
     }
     result.update(_harness.measure(call, args.repeats, args.warmup))
     _harness.emit(result)
+    if args.profile:
+        from torch.profiler import profile
+
+        with profile() as prof:
+            call()
+        table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.profile, max_name_column_width=50)
+        print(table, file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -146,3 +146,23 @@ def test_model_energy_forces_stress_same_in_every_path(float64):
     for out in outputs[1:]:
         for key in ("energy", "forces", "stress"):
             torch.testing.assert_close(outputs[0][key], out[key], rtol=1e-10, atol=1e-12)
+
+
+@needs_kernel
+def test_training_gradients_same_in_every_path(float64):
+    """The gradient of an energy + force loss (second derivatives through every layer) agrees across paths."""
+    torch.manual_seed(0)
+    pos, _ = _graph(num_nodes=12, seed=3)
+    data = {"z": torch.tensor([1, 6, 8] * 4), "pos": 1.5 * pos}
+    model = EquivariantPotential(["H", "C", "O"], r_max=3.0, hidden_irreps="6x0e+3x1o+2x2e", num_layers=3).train()
+    results = []
+    for fused, kernel, chunk in ((True, True, 5), (True, True, 4096), (True, False, 4096), (False, False, 4096)):
+        for block in model.blocks:
+            block.conv.fused, block.conv.kernel, block.conv.edge_chunk = fused, kernel, chunk
+        out = model(data)
+        loss = out["energy"].pow(2).sum() + out["forces"].pow(2).sum()
+        params = [p for p in model.parameters() if p.requires_grad]
+        results.append(torch.autograd.grad(loss, params, allow_unused=True, materialize_grads=True))
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)

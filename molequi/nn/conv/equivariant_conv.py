@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 from e3nn import o3
+from torch.autograd import forward_ad
 from e3nn.nn import FullyConnectedNet
 from torch_geometric.nn import MessagePassing
 
@@ -191,6 +192,105 @@ void backward_impl(const T* __restrict__ g, const T* __restrict__ x, const T* __
   if (!extra.empty()) add_into(gx, extra, N * D * U);
 }
 
+// Second derivatives: given the gradients ggx [N, D, U], ggsh [E, S], ggw [E, *] (block columns from
+// offset) of a scalar L2 with respect to the first-derivative outputs gx, gsh, gw of fused_tp_backward,
+// accumulate dL2/dg into dg [N, Q, U], dL2/dx into dx [N, D, U], dL2/dsh into dsh [E, S] and dL2/dw
+// into dw [E, *]; also gw [E, *] += the first derivative with respect to w (needed by the radial MLP's
+// second derivatives).
+template <typename T, int64_t UC>
+void double_backward_impl(const T* __restrict__ g, const T* __restrict__ x, const T* __restrict__ sh,
+                          const T* __restrict__ cg, const T* __restrict__ w, int64_t ldw, const int64_t* pidx,
+                          const int64_t* src, const int64_t* tgt, const T* __restrict__ ggx,
+                          const T* __restrict__ ggsh, const T* __restrict__ ggw, int64_t ldggw, T* dg, T* dx,
+                          T* __restrict__ dsh, T* __restrict__ dw, int64_t lddw, T* __restrict__ gw, int64_t ldgw,
+                          int64_t N, int64_t E, int64_t S, int64_t Q, int64_t D, int64_t U_, bool sorted) {
+  const int64_t U = UC > 0 ? UC : U_;
+  const int64_t parts = num_parts(E);
+  const std::vector<int64_t> b = edge_chunks(tgt, E, parts, sorted);
+  const bool shared_dg = sorted || parts == 1;
+  std::vector<T> extra_dg(shared_dg ? 0 : (parts - 1) * N * Q * U, T(0));
+  std::vector<T> extra_dx((parts - 1) * N * D * U, T(0));
+  at::parallel_for(0, parts, 1, [&](int64_t c0, int64_t c1) {
+    std::vector<T> m(Q * D), ggm(Q * D), dm(Q * D);
+    alignas(64) T t_[UC > 0 ? UC : kMaxU];
+    alignas(64) T ab[UC > 0 ? UC : kMaxU];
+    alignas(64) T cu[UC > 0 ? UC : kMaxU];
+    alignas(64) T du[UC > 0 ? UC : kMaxU];
+    for (int64_t c = c0; c < c1; ++c) {
+      T* dgc = (shared_dg || c == 0) ? dg : extra_dg.data() + (c - 1) * N * Q * U;
+      T* dxc = c == 0 ? dx : extra_dx.data() + (c - 1) * N * D * U;
+      for (int64_t e = b[c]; e < b[c + 1]; ++e) {
+        path_map(sh + e * S, cg, S, Q * D, m.data());
+        path_map(ggsh + e * S, cg, S, Q * D, ggm.data());
+        const T* __restrict__ xs = x + src[e] * D * U;
+        const T* __restrict__ ggxs = ggx + src[e] * D * U;
+        const T* __restrict__ we = w + e * ldw;
+        const T* __restrict__ gge = ggw + e * ldggw;
+        const T* __restrict__ gt = g + tgt[e] * Q * U;
+        T* __restrict__ dgt = dgc + tgt[e] * Q * U;
+        T* __restrict__ dxs = dxc + src[e] * D * U;
+        T* __restrict__ dwe = dw + e * lddw;
+        T* __restrict__ gwe = gw + e * ldgw;
+        for (int64_t q = 0; q < Q; ++q) {
+          const T* mq = m.data() + q * D;
+          const T* gmq = ggm.data() + q * D;
+          const int64_t p = pidx[q];
+          const T* __restrict__ wp = we + p * U;
+          const T* __restrict__ ggp = gge + p * U;
+          const T* __restrict__ gq = gt + q * U;
+          // t = M x, ab = M ggx + ggM x
+          for (int64_t u = 0; u < U; ++u) {
+            t_[u] = T(0);
+            ab[u] = T(0);
+          }
+          for (int64_t i = 0; i < D; ++i) {
+            const T mi = mq[i], gi = gmq[i];
+            const T* __restrict__ xi = xs + i * U;
+            const T* __restrict__ ggxi = ggxs + i * U;
+            for (int64_t u = 0; u < U; ++u) {
+              t_[u] += mi * xi[u];
+              ab[u] += mi * ggxi[u] + gi * xi[u];
+            }
+          }
+          T* __restrict__ dgq = dgt + q * U;
+          T* __restrict__ dwp = dwe + p * U;
+          T* __restrict__ gwp = gwe + p * U;
+          for (int64_t u = 0; u < U; ++u) {
+            dgq[u] += wp[u] * ab[u] + ggp[u] * t_[u];
+            dwp[u] += gq[u] * ab[u];
+            gwp[u] += gq[u] * t_[u];
+            cu[u] = gq[u] * wp[u];
+            du[u] = gq[u] * ggp[u];
+          }
+          for (int64_t i = 0; i < D; ++i) {
+            const T mi = mq[i], gi = gmq[i];
+            const T* __restrict__ xi = xs + i * U;
+            const T* __restrict__ ggxi = ggxs + i * U;
+            T* __restrict__ dxi = dxs + i * U;
+            T sum = T(0);
+#pragma omp simd reduction(+ : sum)
+            for (int64_t u = 0; u < U; ++u) {
+              dxi[u] += cu[u] * gi + du[u] * mi;
+              sum += cu[u] * ggxi[u] + du[u] * xi[u];
+            }
+            dm[q * D + i] = sum;
+          }
+        }
+        T* __restrict__ ds = dsh + e * S;
+        for (int64_t s = 0; s < S; ++s) {
+          const T* __restrict__ c_ = cg + s * Q * D;
+          T sum = T(0);
+#pragma omp simd reduction(+ : sum)
+          for (int64_t k = 0; k < Q * D; ++k) sum += c_[k] * dm[k];
+          ds[s] += sum;
+        }
+      }
+    }
+  });
+  if (!extra_dg.empty()) add_into(dg, extra_dg, N * Q * U);
+  if (!extra_dx.empty()) add_into(dx, extra_dx, N * D * U);
+}
+
 #define MOLEQUI_DISPATCH_U(U, ...)                                  \
   switch (U) {                                                      \
     case 8: { constexpr int64_t UC = 8; __VA_ARGS__; break; }       \
@@ -257,6 +357,33 @@ void fused_tp_backward(torch::Tensor gx, torch::Tensor gsh, torch::Tensor gw, to
         gsh.data_ptr<scalar_t>(), gw.data_ptr<scalar_t>() + offset, gw.stride(0), N, E, S, Q, D, U));
   });
 }
+// Second derivatives of the block (see double_backward_impl); every output accumulates.
+void fused_tp_double_backward(torch::Tensor dg, torch::Tensor dx, torch::Tensor dsh, torch::Tensor dw,
+                              torch::Tensor gw, torch::Tensor g, torch::Tensor x, torch::Tensor sh, torch::Tensor cg,
+                              torch::Tensor w, int64_t offset, int64_t P, torch::Tensor path, torch::Tensor src,
+                              torch::Tensor tgt, torch::Tensor ggx, torch::Tensor ggsh, torch::Tensor ggw, bool sorted) {
+  check_block(x, sh, cg, w, offset, P, path, src, tgt);
+  const int64_t N = x.size(0), D = x.size(1), U = x.size(2), E = sh.size(0), S = sh.size(1), Q = cg.size(1);
+  auto same = [&](const torch::Tensor& t, at::IntArrayRef sizes) {
+    return t.is_contiguous() && t.sizes() == sizes && t.scalar_type() == x.scalar_type();
+  };
+  auto rows = [&](const torch::Tensor& t) {
+    return t.dim() == 2 && t.stride(1) == 1 && t.size(0) == E && t.size(1) >= offset + P * U &&
+           t.scalar_type() == x.scalar_type();
+  };
+  TORCH_CHECK(same(g, {N, Q, U}) && same(dg, {N, Q, U}) && same(dx, x.sizes()) && same(ggx, x.sizes()) &&
+              same(dsh, sh.sizes()) && same(ggsh, sh.sizes()) && rows(dw) && rows(gw) && rows(ggw),
+              "fused_tp_double_backward: bad tensors");
+  if (E == 0) return;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fused_tp_double_backward", [&] {
+    MOLEQUI_DISPATCH_U(U, double_backward_impl<scalar_t, UC>(g.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(),
+        sh.data_ptr<scalar_t>(), cg.data_ptr<scalar_t>(), w.data_ptr<scalar_t>() + offset, w.stride(0),
+        path.data_ptr<int64_t>(), src.data_ptr<int64_t>(), tgt.data_ptr<int64_t>(), ggx.data_ptr<scalar_t>(),
+        ggsh.data_ptr<scalar_t>(), ggw.data_ptr<scalar_t>() + offset, ggw.stride(0), dg.data_ptr<scalar_t>(),
+        dx.data_ptr<scalar_t>(), dsh.data_ptr<scalar_t>(), dw.data_ptr<scalar_t>() + offset, dw.stride(0),
+        gw.data_ptr<scalar_t>() + offset, gw.stride(0), N, E, S, Q, D, U, sorted));
+  });
+}
 """
 
 _kernel_module: Any = None  # None: not loaded yet; False: unavailable
@@ -288,7 +415,7 @@ def fused_kernel() -> Any:
                 _kernel_module = load_inline(
                     name,
                     _KERNEL_SOURCE,
-                    functions=["fused_tp_forward", "fused_tp_backward"],
+                    functions=["fused_tp_forward", "fused_tp_backward", "fused_tp_double_backward"],
                     extra_cflags=flags,
                     extra_ldflags=["-fopenmp"],
                 )
@@ -361,16 +488,6 @@ def _mlp(h: torch.Tensor, matrices: tuple[torch.Tensor, ...]) -> torch.Tensor:
     for matrix in matrices[:-1]:
         h = torch.nn.functional.silu(h @ matrix)
     return h @ matrices[-1]
-
-
-def _eager_outputs(plan, edge_radial, edge_sh, edge_index, x_blocks, matrices):
-    """Path 2 for every block, radial MLP included (the differentiable recomputation of path 3)."""
-    cgs, _, sizes, groups, _, _ = plan
-    weights = _mlp(edge_radial, tuple(matrices)).split(sizes, dim=1)
-    return [
-        _block_eager(x, edge_sh, w.reshape(edge_sh.shape[0], -1, x.shape[2]), cg, edge_index[0], edge_index[1], group)
-        for x, w, cg, group in zip(x_blocks, weights, cgs, groups)
-    ]
 
 
 def _kernel_gradients(plan, edge_radial, edge_sh, edge_index, x_blocks, matrices, grads, needs):
@@ -465,12 +582,12 @@ class _ChunkedEdges(torch.autograd.Function):
 
 
 class _ChunkedEdgesGradient(torch.autograd.Function):
-    """First derivatives of :class:`_ChunkedEdges` (kernel values) whose own derivatives recompute path 2.
+    """First derivatives of :class:`_ChunkedEdges` (kernel values), differentiable once more.
 
     Forward: :func:`_kernel_gradients` (zeros where a gradient is not needed). Backward (second
-    derivatives, e.g. a force loss in training): rebuilds the blocks with differentiable PyTorch
-    operations, takes their first derivatives with ``create_graph=True`` and differentiates those.
-    Third derivatives are not supported.
+    derivatives, e.g. a force loss in training), chunk by chunk: the kernel's second derivatives of
+    the tensor product, the radial weights' tangent along the incoming gradients by forward-mode
+    AD, and the radial MLP's own second derivatives by autograd. Third derivatives are not supported.
     """
 
     @staticmethod
@@ -489,22 +606,64 @@ class _ChunkedEdgesGradient(torch.autograd.Function):
     def backward(ctx, *grad_grads):
         edge_radial, edge_sh, edge_index, *rest = ctx.saved_tensors
         num_blocks, num_tensors = ctx.num_blocks, ctx.num_tensors
-        leaves = [t.detach().requires_grad_(True) for t in (edge_radial, edge_sh, *rest)]
-        radial, sh, tensors, grads = leaves[0], leaves[1], leaves[2 : 2 + num_tensors], leaves[2 + num_tensors :]
-        with torch.enable_grad():
-            outs = _eager_outputs(ctx.plan, radial, sh, edge_index, tensors[:num_blocks], tensors[num_blocks:])
-            wanted = [(t, gg) for t, gg, need in zip([radial, sh, *tensors], grad_grads, ctx.needs) if need]
-            first = torch.autograd.grad(
-                outs, [t for t, _ in wanted], grads, create_graph=True, allow_unused=True
-            ) if wanted else []
-            picked = [(f, gg) for f, (_, gg) in zip(first, wanted) if f is not None]
-            if not picked:
-                second = [None] * len(leaves)
+        tensors, grads = rest[:num_tensors], [g.contiguous() for g in rest[num_tensors:]]
+        x_blocks, matrices = tensors[:num_blocks], tuple(t.detach() for t in tensors[num_blocks:])
+        gg_radial, gg_sh = grad_grads[0], grad_grads[1].contiguous()
+        gg_x = [g.contiguous() for g in grad_grads[2 : 2 + num_blocks]]
+        gg_matrices = grad_grads[2 + num_blocks :]
+        kernel = fused_kernel()
+        cgs, paths, sizes, _, chunk, targets_sorted = ctx.plan
+        offsets = [sum(sizes[:k]) for k in range(len(sizes))]
+        source, target = edge_index[0], edge_index[1]
+        d_grads = [torch.zeros_like(g) for g in grads]
+        d_x = [torch.zeros_like(x) for x in x_blocks]
+        d_sh = torch.zeros_like(edge_sh)
+        d_radial = torch.zeros_like(edge_radial)
+        d_matrices = [torch.zeros_like(m) for m in matrices]
+        # which incoming second-order gradients of the radial MLP's inputs are non-zero (training with a
+        # force loss: only the one of edge_radial; the matrices' first derivatives were not asked for)
+        active = [bool(gg_radial.any()), *(bool(g.any()) for g in gg_matrices)]
+        for start in range(0, edge_sh.shape[0], chunk):
+            stop = min(start + chunk, edge_sh.shape[0])
+            sh, src, tgt = edge_sh[start:stop], source[start:stop], target[start:stop]
+            radial = edge_radial[start:stop].detach()
+            with torch.enable_grad():
+                leaves = [radial.requires_grad_(True), *(m.requires_grad_(True) for m in matrices)]
+                weights = _mlp(leaves[0], tuple(leaves[1:]))
+            incoming = [gg_radial[start:stop], *gg_matrices]
+            if any(active):  # the radial weights' tangent along the incoming second-order gradients
+                with forward_ad.dual_level():
+                    duals = [
+                        forward_ad.make_dual(t.detach(), g) if on else t.detach()
+                        for t, g, on in zip(leaves, incoming, active)
+                    ]
+                    dual = _mlp(duals[0], tuple(duals[1:]))
+                    grad_grad_weights = forward_ad.unpack_dual(dual).tangent.contiguous()
             else:
-                second = torch.autograd.grad(
-                    [f for f, _ in picked], leaves, [gg for _, gg in picked], allow_unused=True
+                grad_grad_weights = torch.zeros_like(weights)
+            first_weights = torch.zeros_like(weights)  # first derivative with respect to the weights
+            d_weights = torch.zeros_like(weights)
+            for k in range(num_blocks):
+                x, cg, path, offset, size = x_blocks[k], cgs[k], paths[k], offsets[k], sizes[k]
+                kernel.fused_tp_double_backward(
+                    d_grads[k], d_x[k], d_sh[start:stop], d_weights, first_weights, grads[k], x, sh, cg,
+                    weights.detach(), offset, size // x.shape[2], path, src, tgt, gg_x[k], gg_sh[start:stop],
+                    grad_grad_weights, targets_sorted,
                 )
-        return (None, None, None, second[0], second[1], None, *second[2:])
+            with torch.enable_grad():
+                scalar = (weights * d_weights).sum()
+                if any(active):  # second derivatives of the radial MLP itself
+                    wrt = [t for t, on in zip(leaves, active) if on]
+                    first = torch.autograd.grad(weights, wrt, first_weights, create_graph=True)
+                    for f, g in zip(first, [g for g, on in zip(incoming, active) if on]):
+                        scalar = scalar + (f * g).sum()
+                found = torch.autograd.grad(scalar, leaves, allow_unused=True)
+            if found[0] is not None:
+                d_radial[start:stop] += found[0]
+            for k, f in enumerate(found[1:]):
+                if f is not None:
+                    d_matrices[k] += f
+        return (None, None, None, d_radial, d_sh, None, *d_x, *d_matrices, *d_grads)
 
 
 class EquivariantConv(MessagePassing):
