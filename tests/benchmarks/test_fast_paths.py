@@ -84,11 +84,11 @@ def _derivatives(conv, x, pos, edge_index, order=1):
 @needs_kernel
 @pytest.mark.parametrize("irreps_in,irreps_out,lmax", CASES)
 @pytest.mark.parametrize("order", [1, 2])
-@pytest.mark.parametrize("edge_chunk", [7, 4096])
-def test_kernel_matches_reference(irreps_in, irreps_out, lmax, order, edge_chunk, float64):
+@pytest.mark.parametrize("edge_chunk,cache", [(7, 0), (7, 2**30), (4096, 0), (4096, 2**30)])
+def test_kernel_matches_reference(irreps_in, irreps_out, lmax, order, edge_chunk, cache, float64):
     torch.manual_seed(0)
     conv = EquivariantConv(irreps_in, irreps_out, irreps_sh=lmax, r_max=3.0, avg_num_neighbors=3.0).eval()
-    conv.edge_chunk = edge_chunk
+    conv.edge_chunk, conv.edge_cache_bytes = edge_chunk, cache
     pos, edge_index = _graph()
     x = conv.irreps_in.randn(pos.shape[0], -1)
     fast = _derivatives(conv, x, pos, edge_index, order)
@@ -139,9 +139,9 @@ def test_model_energy_forces_stress_same_in_every_path(float64):
     }
     model = EquivariantPotential(["Na", "Cl"], r_max=4.0, hidden_irreps="8x0e+4x1o+4x2e", num_layers=2).eval()
     outputs = []
-    for fused, kernel in ((True, True), (True, False), (False, False)):
+    for fused, kernel, cache in ((True, True, 0), (True, True, 2**30), (True, False, 0), (False, False, 0)):
         for block in model.blocks:
-            block.conv.fused, block.conv.kernel = fused, kernel
+            block.conv.fused, block.conv.kernel, block.conv.edge_cache_bytes = fused, kernel, cache
         outputs.append(model(data, compute_stress=True))
     for out in outputs[1:]:
         for key in ("energy", "forces", "stress"):
@@ -156,9 +156,11 @@ def test_training_gradients_same_in_every_path(float64):
     data = {"z": torch.tensor([1, 6, 8] * 4), "pos": 1.5 * pos}
     model = EquivariantPotential(["H", "C", "O"], r_max=3.0, hidden_irreps="6x0e+3x1o+2x2e", num_layers=3).train()
     results = []
-    for fused, kernel, chunk in ((True, True, 5), (True, True, 4096), (True, False, 4096), (False, False, 4096)):
+    paths = [(True, True, 5, 0), (True, True, 5, 2**30), (True, True, 4096, 0), (True, False, 4096, 0), (False, False, 4096, 0)]
+    for fused, kernel, chunk, cache in paths:
         for block in model.blocks:
-            block.conv.fused, block.conv.kernel, block.conv.edge_chunk = fused, kernel, chunk
+            block.conv.fused, block.conv.kernel = fused, kernel
+            block.conv.edge_chunk, block.conv.edge_cache_bytes = chunk, cache
         out = model(data)
         loss = out["energy"].pow(2).sum() + out["forces"].pow(2).sum()
         params = [p for p in model.parameters() if p.requires_grad]

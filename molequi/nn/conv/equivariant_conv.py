@@ -490,14 +490,46 @@ def _mlp(h: torch.Tensor, matrices: tuple[torch.Tensor, ...]) -> torch.Tensor:
     return h @ matrices[-1]
 
 
-def _kernel_gradients(plan, edge_radial, edge_sh, edge_index, x_blocks, matrices, grads, needs):
-    """First derivatives of path 3 with the kernel, chunk by chunk (radial weights recomputed per chunk).
+class _RadialWeights:
+    """The radial weights of every chunk of edges, kept with their autograd graphs or recomputed on demand.
 
-    ``needs``: flags for ``(edge_radial, edge_sh, *x_blocks, *matrices)``; returns the gradients in that
-    order, ``None`` where not needed.
+    Keeping them (``cache=True``) saves one pass of the radial MLP per derivative and costs
+    ``O(E * width)`` memory; recomputing keeps the memory ``O(chunk)``. Both give the same numbers.
+    """
+
+    def __init__(self, edge_radial: torch.Tensor, matrices: tuple[torch.Tensor, ...], chunk: int, cache: bool):
+        self.edge_radial, self.chunk = edge_radial.detach(), chunk
+        self.matrices = tuple(m.detach() for m in matrices)
+        self.cached: dict[int, tuple[list[torch.Tensor], torch.Tensor]] = {}
+        self.cache = cache
+
+    def no_grad(self, start: int, stop: int) -> torch.Tensor:
+        """``[stop - start, weight_numel]`` without a graph (forward pass); fills the cache when caching."""
+        if self.cache:
+            return self.with_graph(start, stop)[1].detach()
+        return _mlp(self.edge_radial[start:stop], self.matrices)
+
+    def with_graph(self, start: int, stop: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """``(leaves, weights)``: ``leaves = [edge_radial chunk, *matrices]`` (all requiring grad) and the weights."""
+        if start in self.cached:
+            return self.cached[start]
+        with torch.enable_grad():
+            leaves = [self.edge_radial[start:stop].detach().requires_grad_(True)]
+            leaves += [m.detach().requires_grad_(True) for m in self.matrices]
+            result = (leaves, _mlp(leaves[0], tuple(leaves[1:])))
+        if self.cache:
+            self.cached[start] = result
+        return result
+
+
+def _kernel_gradients(plan, radial_weights, edge_sh, edge_index, x_blocks, grads, needs):
+    """First derivatives of path 3 with the kernel, chunk by chunk.
+
+    ``radial_weights``: a :class:`_RadialWeights`; ``needs``: flags for ``(edge_radial, edge_sh,
+    *x_blocks, *matrices)``; returns the gradients in that order, ``None`` where not needed.
     """
     kernel = fused_kernel()
-    cgs, paths, sizes, _, chunk, _ = plan
+    cgs, paths, sizes, _, chunk, _, _ = plan
     offsets = [sum(sizes[:k]) for k in range(len(sizes))]
     source, target = edge_index[0], edge_index[1]
     num_blocks = len(x_blocks)
@@ -505,24 +537,26 @@ def _kernel_gradients(plan, edge_radial, edge_sh, edge_index, x_blocks, matrices
     grads = [g.contiguous() for g in grads]
     grad_x = [torch.zeros_like(x) for x in x_blocks]
     grad_sh = torch.zeros_like(edge_sh)
-    grad_radial = torch.zeros_like(edge_radial) if need_radial else None
-    grad_matrices = [torch.zeros_like(m) if need else None for m, need in zip(matrices, need_matrices)]
+    grad_radial = torch.zeros_like(radial_weights.edge_radial) if need_radial else None
+    grad_matrices = [torch.zeros_like(m) if need else None for m, need in zip(radial_weights.matrices, need_matrices)]
+    grad_weights = None
     for start in range(0, edge_sh.shape[0], chunk):
         stop = min(start + chunk, edge_sh.shape[0])
         sh, src, tgt = edge_sh[start:stop], source[start:stop], target[start:stop]
-        with torch.enable_grad():  # recompute the chunk's radial weights
-            radial = edge_radial[start:stop].detach().requires_grad_(need_radial)
-            mats = [m.detach().requires_grad_(need) for m, need in zip(matrices, need_matrices)]
-            weights = _mlp(radial, tuple(mats))
-        grad_weights = torch.zeros_like(weights)
+        leaves, weights = radial_weights.with_graph(start, stop)
+        if grad_weights is None or grad_weights.shape[0] != stop - start:
+            grad_weights = torch.zeros_like(weights)  # one buffer for every full chunk
+        else:
+            grad_weights.zero_()
         for g, gx, x, cg, path, offset, size in zip(grads, grad_x, x_blocks, cgs, paths, offsets, sizes):
             kernel.fused_tp_backward(
                 gx, grad_sh[start:stop], grad_weights, g, x, sh, cg, weights.detach(), offset, size // x.shape[2],
                 path, src, tgt,
             )
-        inputs = [t for t, need in zip([radial, *mats], [need_radial, *need_matrices]) if need]
+        wanted = [need_radial, *need_matrices]
+        inputs = [t for t, need in zip(leaves, wanted) if need]
         if inputs:
-            found = iter(torch.autograd.grad(weights, inputs, grad_weights))
+            found = iter(torch.autograd.grad(weights, inputs, grad_weights, retain_graph=radial_weights.cache))
             if need_radial:
                 grad_radial[start:stop] = next(found)
             for k, need in enumerate(need_matrices):
@@ -551,19 +585,20 @@ class _ChunkedEdges(torch.autograd.Function):
     def forward(ctx, edge_radial, edge_sh, edge_index, plan, num_blocks, *tensors):
         kernel = fused_kernel()
         x_blocks, matrices = tensors[:num_blocks], tensors[num_blocks:]
-        cgs, paths, sizes, _, chunk, targets_sorted = plan
+        cgs, paths, sizes, _, chunk, targets_sorted, cache = plan
         offsets = [sum(sizes[:k]) for k in range(len(sizes))]
         source, target = edge_index[0], edge_index[1]
+        radial_weights = _RadialWeights(edge_radial, matrices, chunk, cache)
         outputs = [x.new_zeros(x.shape[0], cg.shape[1], x.shape[2]) for x, cg in zip(x_blocks, cgs)]
         for start in range(0, edge_sh.shape[0], chunk):
             stop = min(start + chunk, edge_sh.shape[0])
-            weights = _mlp(edge_radial[start:stop], matrices)  # [chunk, weight_numel]
+            weights = radial_weights.no_grad(start, stop)  # [chunk, weight_numel]
             sh, src, tgt = edge_sh[start:stop], source[start:stop], target[start:stop]
             for out, x, cg, path, offset, size in zip(outputs, x_blocks, cgs, paths, offsets, sizes):
                 num_paths = size // x.shape[2]
                 kernel.fused_tp_forward(out, x, sh, cg, weights, offset, num_paths, path, src, tgt, targets_sorted)
         ctx.save_for_backward(edge_radial, edge_sh, edge_index, *tensors)
-        ctx.plan, ctx.num_blocks = plan, num_blocks
+        ctx.plan, ctx.num_blocks, ctx.radial_weights = plan, num_blocks, radial_weights
         return tuple(outputs)
 
     @staticmethod
@@ -573,11 +608,12 @@ class _ChunkedEdges(torch.autograd.Function):
         needs = _needed(ctx.needs_input_grad, (edge_radial, edge_sh, None, None, None, *tensors))
         needs = needs[:2] + needs[5:]  # (edge_radial, edge_sh, *x_blocks, *matrices)
         if torch.is_grad_enabled():  # create_graph=True: the same values, differentiable once more
-            outs = _ChunkedEdgesGradient.apply(ctx.plan, num_blocks, needs, edge_radial, edge_sh, edge_index, *tensors, *grads)
+            outs = _ChunkedEdgesGradient.apply(
+                ctx.plan, ctx.radial_weights, num_blocks, needs, edge_radial, edge_sh, edge_index, *tensors, *grads
+            )
             result = [out if need else None for out, need in zip(outs, needs)]
         else:
-            x_blocks, matrices = tensors[:num_blocks], tensors[num_blocks:]
-            result = _kernel_gradients(ctx.plan, edge_radial, edge_sh, edge_index, x_blocks, matrices, grads, needs)
+            result = _kernel_gradients(ctx.plan, ctx.radial_weights, edge_sh, edge_index, tensors[:num_blocks], grads, needs)
         return (result[0], result[1], None, None, None, *result[2:])
 
 
@@ -591,14 +627,14 @@ class _ChunkedEdgesGradient(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, plan, num_blocks, needs, edge_radial, edge_sh, edge_index, *rest):
+    def forward(ctx, plan, radial_weights, num_blocks, needs, edge_radial, edge_sh, edge_index, *rest):
         num_tensors = len(rest) - num_blocks  # rest: x_blocks, matrices, then one gradient per block
         tensors, grads = rest[:num_tensors], rest[num_tensors:]
-        x_blocks, matrices = tensors[:num_blocks], tensors[num_blocks:]
-        result = _kernel_gradients(plan, edge_radial, edge_sh, edge_index, x_blocks, matrices, grads, needs)
+        result = _kernel_gradients(plan, radial_weights, edge_sh, edge_index, tensors[:num_blocks], grads, needs)
         inputs = (edge_radial, edge_sh, *tensors)
         ctx.save_for_backward(edge_radial, edge_sh, edge_index, *rest)
         ctx.plan, ctx.num_blocks, ctx.needs, ctx.num_tensors = plan, num_blocks, needs, num_tensors
+        ctx.radial_weights = radial_weights
         return tuple(g if g is not None else torch.zeros_like(t) for g, t in zip(result, inputs))
 
     @staticmethod
@@ -612,7 +648,8 @@ class _ChunkedEdgesGradient(torch.autograd.Function):
         gg_x = [g.contiguous() for g in grad_grads[2 : 2 + num_blocks]]
         gg_matrices = grad_grads[2 + num_blocks :]
         kernel = fused_kernel()
-        cgs, paths, sizes, _, chunk, targets_sorted = ctx.plan
+        cgs, paths, sizes, _, chunk, targets_sorted, _ = ctx.plan
+        radial_weights = ctx.radial_weights
         offsets = [sum(sizes[:k]) for k in range(len(sizes))]
         source, target = edge_index[0], edge_index[1]
         d_grads = [torch.zeros_like(g) for g in grads]
@@ -626,10 +663,7 @@ class _ChunkedEdgesGradient(torch.autograd.Function):
         for start in range(0, edge_sh.shape[0], chunk):
             stop = min(start + chunk, edge_sh.shape[0])
             sh, src, tgt = edge_sh[start:stop], source[start:stop], target[start:stop]
-            radial = edge_radial[start:stop].detach()
-            with torch.enable_grad():
-                leaves = [radial.requires_grad_(True), *(m.requires_grad_(True) for m in matrices)]
-                weights = _mlp(leaves[0], tuple(leaves[1:]))
+            leaves, weights = radial_weights.with_graph(start, stop)
             incoming = [gg_radial[start:stop], *gg_matrices]
             if any(active):  # the radial weights' tangent along the incoming second-order gradients
                 with forward_ad.dual_level():
@@ -654,16 +688,18 @@ class _ChunkedEdgesGradient(torch.autograd.Function):
                 scalar = (weights * d_weights).sum()
                 if any(active):  # second derivatives of the radial MLP itself
                     wrt = [t for t, on in zip(leaves, active) if on]
-                    first = torch.autograd.grad(weights, wrt, first_weights, create_graph=True)
+                    first = torch.autograd.grad(
+                        weights, wrt, first_weights, create_graph=True, retain_graph=True
+                    )
                     for f, g in zip(first, [g for g, on in zip(incoming, active) if on]):
                         scalar = scalar + (f * g).sum()
-                found = torch.autograd.grad(scalar, leaves, allow_unused=True)
+                found = torch.autograd.grad(scalar, leaves, allow_unused=True, retain_graph=radial_weights.cache)
             if found[0] is not None:
                 d_radial[start:stop] += found[0]
             for k, f in enumerate(found[1:]):
                 if f is not None:
                     d_matrices[k] += f
-        return (None, None, None, d_radial, d_sh, None, *d_x, *d_matrices, *d_grads)
+        return (None, None, None, None, d_radial, d_sh, None, *d_x, *d_matrices, *d_grads)
 
 
 class EquivariantConv(MessagePassing):
@@ -754,6 +790,9 @@ class EquivariantConv(MessagePassing):
         self.kernel = True
         #: Edges per chunk of the kernel path (its per-edge intermediates stay in cache).
         self.edge_chunk = 4096
+        #: The kernel path keeps the radial MLP's activations for the backward pass (instead of
+        #: recomputing them) when they take at most this many bytes.
+        self.edge_cache_bytes = 64 * 2**20
         self._build_fused_plan()
 
     def _build_fused_plan(self) -> None:
@@ -913,8 +952,11 @@ class EquivariantConv(MessagePassing):
         x_blocks, cgs = self._block_inputs(x, edge_sh.dtype)
         paths = [getattr(self, f"_path_{index}") for index in range(len(self._blocks))]
         groups = [block[-1] for block in self._blocks]
-        plan = (cgs, paths, self._weight_sizes(), groups, max(int(self.edge_chunk), 1), targets_sorted)
         matrices = self._radial_matrices()
+        # keep the radial MLP's per-edge activations (no recomputation) while they fit the budget
+        widths = sum(m.shape[1] for m in matrices[:-1]) * 2 + matrices[0].shape[0] + matrices[-1].shape[1]
+        cache = num_edges * widths * edge_sh.element_size() <= self.edge_cache_bytes
+        plan = (cgs, paths, self._weight_sizes(), groups, max(int(self.edge_chunk), 1), targets_sorted, cache)
         outputs = _ChunkedEdges.apply(
             edge_radial, edge_sh, edge_index.contiguous(), plan, len(x_blocks), *x_blocks, *matrices
         )
