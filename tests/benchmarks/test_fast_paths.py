@@ -168,30 +168,3 @@ def test_training_gradients_same_in_every_path(float64):
     for other in results[1:]:
         for a, b in zip(results[0], other):
             torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
-
-
-@needs_kernel
-def test_kernel_threads_on_a_larger_graph(float64):
-    """Several threads split the edges (and scatter into private buffers): same results as one thread."""
-    torch.manual_seed(0)
-    pos, edge_index = _graph(num_nodes=80, seed=4)
-    data = {"z": torch.tensor([1, 6, 8, 1] * 20), "pos": 1.2 * pos, "edge_index": edge_index}
-    assert edge_index.shape[1] > 1200  # several chunks of 256 edges per thread
-    model = EquivariantPotential(["H", "C", "O"], r_max=3.0, hidden_irreps="6x0e+3x1o+2x2e", num_layers=2).train()
-    previous = torch.get_num_threads()
-    results = []
-    try:
-        for threads, kernel in ((1, True), (2, True), (2, False)):
-            torch.set_num_threads(threads)
-            for block in model.blocks:
-                block.conv.kernel = kernel
-            out = model(data)
-            loss = out["energy"].pow(2).sum() + out["forces"].pow(2).sum()
-            params = [p for p in model.parameters() if p.requires_grad]
-            grads = torch.autograd.grad(loss, params, allow_unused=True, materialize_grads=True)
-            results.append((out["energy"].detach(), out["forces"].detach(), *grads))
-    finally:
-        torch.set_num_threads(previous)
-    for other in results[1:]:
-        for a, b in zip(results[0], other):
-            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
