@@ -702,24 +702,6 @@ class _ChunkedEdgesGradient(torch.autograd.Function):
         return (None, None, None, None, d_radial, d_sh, None, *d_x, *d_matrices, *d_grads)
 
 
-class _ColumnPermutation(torch.autograd.Function):
-    """``x[:, perm]`` whose backward gathers with the inverse permutation (``index_select``'s scatters)."""
-
-    @staticmethod
-    def forward(ctx, x, perm, inverse):
-        ctx.save_for_backward(perm, inverse)
-        return x.index_select(1, perm)
-
-    @staticmethod
-    def backward(ctx, grad):
-        perm, inverse = ctx.saved_tensors
-        return _ColumnPermutation.apply(grad, inverse, perm), None, None
-
-
-def _permute_columns(x: torch.Tensor, perm: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
-    return _ColumnPermutation.apply(x, perm, inverse)
-
-
 class EquivariantConv(MessagePassing):
     r"""Tensor-product convolution on e3nn irreps (Tensor Field Networks, NequIP).
 
@@ -840,7 +822,6 @@ class EquivariantConv(MessagePassing):
         sh_slices, in_slices, mid_slices = sh.slices(), self.irreps_in.slices(), self.irreps_mid.slices()
         norm = 1.0 / math.sqrt(self.avg_num_neighbors)
         perm = torch.zeros(self.irreps_mid.dim, dtype=torch.long)
-        mid_columns: dict[int, int] = {}
         weight_perm: list[torch.Tensor] = []
         #: per block: (start, stop, mul, d_in, ((P_g, d_out_g), ...))
         self._blocks: list[tuple[int, int, int, int, tuple[tuple[int, int], ...]]] = []
@@ -865,7 +846,6 @@ class EquivariantConv(MessagePassing):
                 path_index[row : row + d_out] = p
                 cols = torch.arange(d_out)[None, :]
                 perm[mid_slices[ins.i_out].start + u * d_out + cols] = column_start + (row + cols) * mul + u
-                mid_columns[ins.i_out] = column_start + row * mul  # component k, channel u at + k * mul + u
                 row += d_out
             # radial weight (p, u) of the block is column weight_offsets[ordered[p]] + u of the reference layout
             weight_perm.append(torch.tensor([weight_offsets[k] for k in ordered])[:, None] + torch.arange(mul))
@@ -879,71 +859,8 @@ class EquivariantConv(MessagePassing):
             self._blocks.append((in_slices[i_in].start, in_slices[i_in].stop, mul, ir_in.dim, groups))
             column_start += rows * mul
         self.register_buffer("_perm", perm, persistent=False)
-        self.register_buffer("_perm_inverse", torch.argsort(perm), persistent=False)
         order = torch.cat([w.reshape(-1) for w in weight_perm]) if weight_perm else torch.zeros(0, dtype=torch.long)
         self.register_buffer("_weight_perm", order, persistent=False)
-        self._build_linear_out_plan(mid_columns)
-
-    def _build_linear_out_plan(self, mid_columns: dict[int, int]) -> None:
-        """``linear_out`` applied straight to the blocks' channels-last output (no reordering to ``irreps_mid``).
-
-        ``linear_out`` (e3nn ``o3.Linear``) maps channels within each irrep type: for type ``t`` of
-        dimension ``d``, ``y[n, k, :] = x_t[n, k, :] @ W_t`` with ``x_t`` the channels of every
-        ``irreps_mid`` entry of type ``t`` side by side and ``W_t`` its instructions' weight blocks
-        times their path weights. ``_type_perm`` gathers the blocks' columns into the types' ``[d, sum mul]``
-        layouts (a permutation: every ``irreps_mid`` entry has a type of ``irreps_out``).
-        """
-        linear = self.linear_out
-        self._linear_types: list[tuple[int, list[tuple[int, int]], list[tuple[int, int]]]] = []
-        self._linear_fused = not any(ins.i_in == -1 for ins in linear.instructions) and len(mid_columns) == len(
-            [m for m in self.irreps_mid if m.mul > 0]
-        )
-        columns: list[torch.Tensor] = []
-        types = list(dict.fromkeys(ir for mul, ir in self.irreps_out if mul > 0))
-        for ir in types:
-            mids = [i for i, (mul, ir_mid) in enumerate(self.irreps_mid) if ir_mid == ir and mul > 0]
-            outs = [j for j, (mul, ir_out) in enumerate(self.irreps_out) if ir_out == ir and mul > 0]
-            for k in range(ir.dim):
-                for i in mids:
-                    mul = self.irreps_mid[i].mul
-                    columns.append(mid_columns[i] + k * mul + torch.arange(mul))
-            self._linear_types.append((ir.dim, [(i, self.irreps_mid[i].mul) for i in mids],
-                                       [(j, self.irreps_out[j].mul) for j in outs]))
-        order = torch.cat(columns) if columns else torch.zeros(0, dtype=torch.long)
-        if order.numel() != self.irreps_mid.dim or not torch.equal(torch.sort(order).values, torch.arange(order.numel())):
-            self._linear_fused = False
-        if not self._linear_fused:
-            order = torch.arange(self.irreps_mid.dim)
-        self.register_buffer("_type_perm", order, persistent=False)
-        self.register_buffer("_type_perm_inverse", torch.argsort(order), persistent=False)
-
-    def _linear_out(self, aggregated: torch.Tensor) -> torch.Tensor:
-        """``linear_out`` of the blocks' concatenated output ``[N, irreps_mid.dim]`` (block layout): ``[N, irreps_out.dim]``."""
-        if not self._linear_fused:
-            return self.linear_out(_permute_columns(aggregated, self._perm, self._perm_inverse))
-        num_nodes = aggregated.shape[0]
-        linear = self.linear_out
-        views = {(ins.i_in, ins.i_out): (ins.path_weight, k) for k, ins in enumerate(linear.instructions)}
-        by_type = _permute_columns(aggregated, self._type_perm, self._type_perm_inverse)
-        sizes = [dim * sum(mul for _, mul in mids) for dim, mids, _ in self._linear_types]
-        outputs: dict[int, torch.Tensor] = {}
-        for (dim, mids, outs), x in zip(self._linear_types, by_type.split(sizes, dim=1)):
-            rows = []
-            for i, mul_in in mids:
-                blocks = []
-                for j, mul_out in outs:
-                    if (i, j) in views:
-                        path_weight, k = views[(i, j)]
-                        blocks.append(path_weight * linear.weight_view_for_instruction(k))
-                    else:
-                        blocks.append(x.new_zeros(mul_in, mul_out))
-                rows.append(torch.cat(blocks, dim=1))
-            weight = torch.cat(rows, dim=0)  # [sum mul_in, sum mul_out]
-            y = x.reshape(num_nodes, dim, -1) @ weight  # [N, d, sum mul_out]
-            for (j, mul_out), part in zip(outs, y.split([mul for _, mul in outs], dim=2)):
-                outputs[j] = part.transpose(1, 2).reshape(num_nodes, mul_out * dim)  # e3nn layout [mul, d]
-        parts = [outputs.get(j, aggregated.new_zeros(num_nodes, mul_ir.dim)) for j, mul_ir in enumerate(self.irreps_out)]
-        return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
     def forward(
         self,
@@ -967,8 +884,8 @@ class EquivariantConv(MessagePassing):
             return self.linear_out(aggregated / math.sqrt(self.avg_num_neighbors))
         x = self.linear_in(x)
         if self.kernel and x.device.type == "cpu" and fused_kernel() is not None:
-            return self._linear_out(self._kernel_aggregate(x, edge_index, edge_sh, edge_radial))
-        return self._linear_out(self._fused_aggregate(x, edge_index, edge_sh, self._radial_weights(edge_radial)))
+            return self.linear_out(self._kernel_aggregate(x, edge_index, edge_sh, edge_radial))
+        return self.linear_out(self._fused_aggregate(x, edge_index, edge_sh, self._radial_weights(edge_radial)))
 
     def _radial_matrices(self) -> tuple[torch.Tensor, ...]:
         """The radial MLP's weight matrices with e3nn's scale factors folded in, the last one's columns in block order.
@@ -1006,10 +923,7 @@ class EquivariantConv(MessagePassing):
     def _fused_aggregate(
         self, x: torch.Tensor, edge_index: torch.Tensor, edge_sh: torch.Tensor, weights: torch.Tensor
     ) -> torch.Tensor:
-        """Path 2: ``sum_{j -> i} tensor_product(x_j, edge_sh, w) / sqrt(avg_num_neighbors)``: ``[N, irreps_mid.dim]``.
-
-        The columns are in the blocks' layout (``_perm`` maps them to ``irreps_mid``'s), as
-        :meth:`_linear_out` takes them.
+        """Path 2: ``sum_{j -> i} tensor_product(x_j, edge_sh, w) / sqrt(avg_num_neighbors)`` as ``[N, irreps_mid.dim]``.
 
         ``weights [E, weight_numel]`` are the radial weights in the block order of :meth:`_radial_weights`.
         """
@@ -1024,7 +938,7 @@ class EquivariantConv(MessagePassing):
         ):
             w = w.reshape(num_edges, sum(p for p, _ in groups), mul)  # [E, P, mul]
             outputs.append(_block_eager(x_block, edge_sh, w, cg, source, target, groups).reshape(num_nodes, -1))
-        return torch.cat(outputs, dim=1)
+        return torch.cat(outputs, dim=1).index_select(1, self._perm)
 
     def _kernel_aggregate(
         self, x: torch.Tensor, edge_index: torch.Tensor, edge_sh: torch.Tensor, edge_radial: torch.Tensor
@@ -1046,7 +960,7 @@ class EquivariantConv(MessagePassing):
         outputs = _ChunkedEdges.apply(
             edge_radial, edge_sh, edge_index.contiguous(), plan, len(x_blocks), *x_blocks, *matrices
         )
-        return torch.cat([out.reshape(num_nodes, -1) for out in outputs], dim=1)
+        return torch.cat([out.reshape(num_nodes, -1) for out in outputs], dim=1).index_select(1, self._perm)
 
     def message(self, x_j: torch.Tensor, edge_sh: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Per edge: ``x_j [E, irreps_in.dim] (x) edge_sh [E, irreps_sh.dim] -> [E, irreps_mid.dim]``."""
