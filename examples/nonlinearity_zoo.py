@@ -46,6 +46,7 @@ from typing import Any
 import torch
 from e3nn import o3
 
+from molequi.dtypes import default_dtype
 from molequi.nn import nonlinearities
 from molequi.testing import equivariance_error
 
@@ -98,17 +99,6 @@ def torch_threads(num: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
-
-
-@contextlib.contextmanager
-def default_dtype(dtype: torch.dtype) -> Iterator[None]:
-    """Temporarily set torch's default dtype (modules build their buffers in it)."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
 
 
 def output_irreps(variant: Variant) -> o3.Irreps:

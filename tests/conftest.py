@@ -7,25 +7,23 @@ from pathlib import Path
 import pytest
 import torch
 
+from molequi.dtypes import default_dtype
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
 @pytest.fixture(params=[torch.float64, torch.float32], ids=["float64", "float32"])
 def dtype(request):
     """Run the test under each default dtype (modules are built in it)."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(request.param)
-    yield request.param
-    torch.set_default_dtype(previous)
+    with default_dtype(request.param):
+        yield request.param
 
 
 @pytest.fixture
 def float64():
     """Run the test with float64 as default dtype."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield torch.float64
-    torch.set_default_dtype(previous)
+    with default_dtype(torch.float64):
+        yield torch.float64
 
 
 @pytest.fixture

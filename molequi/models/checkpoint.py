@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from ..dtypes import default_dtype
 from ..io import atomic_torch_save
 from .atomistic import AtomisticModel
 from .potential import EquivariantPotential
@@ -74,12 +75,8 @@ def model_from_dict(record: dict[str, Any]) -> AtomisticModel:
     if record["model"] not in MODEL_CLASSES:
         raise ValueError(f"model file names unknown model class {record['model']!r}; known: {sorted(MODEL_CLASSES)}")
     dtype = getattr(torch, record.get("dtype", "float32"))
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
+    with default_dtype(dtype):
         model = MODEL_CLASSES[record["model"]](**record["config"])
-    finally:
-        torch.set_default_dtype(previous)
     model.load_state_dict(record["state_dict"])
     return model
 

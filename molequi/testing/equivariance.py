@@ -13,6 +13,8 @@ from typing import Callable
 import torch
 from e3nn import o3
 
+from ..dtypes import default_dtype
+
 #: Default tolerances on the max absolute error for outputs of order one.
 TOLERANCES: dict[torch.dtype, float] = {torch.float64: 1e-10, torch.float32: 1e-4}
 
@@ -36,12 +38,8 @@ def wigner_matrices(irreps: o3.Irreps | str, matrices: torch.Tensor) -> torch.Te
     default dtype, and its per-matrix ``matrix_exp`` path is only accurate to ~1e-11 for some
     small angles, which would otherwise dominate float64 equivariance errors.
     """
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
+    with default_dtype(torch.float64):
         return o3.Irreps(irreps).D_from_matrix(matrices.to(torch.float64))
-    finally:
-        torch.set_default_dtype(previous)
 
 
 def default_tolerance(dtype: torch.dtype) -> float:

@@ -17,11 +17,9 @@ the checkpoint holds the weights, optimizer, schedule, EMA, counters and generat
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
 from ..data import keys
+from ..dtypes import default_dtype
 from ..data.statistics import compute_statistics
 from ..models.checkpoint import UNITS, load_model, model_from_dict, model_to_dict, save_model
 from .config import TrainConfig
@@ -354,17 +353,6 @@ class Trainer:
             plot_learning_curves(self.history.rows, self.output_dir / "learning_curves.png")
             plot_predictions(predictions, self.output_dir)
         return test_metrics
-
-
-@contextlib.contextmanager
-def default_dtype(dtype: torch.dtype) -> Iterator[None]:
-    """Make ``dtype`` torch's default inside the block."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
 
 
 def _flatten(config: dict[str, Any]) -> dict[str, Any]:

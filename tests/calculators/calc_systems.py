@@ -7,6 +7,7 @@ from ase import Atoms
 from ase.build import bulk
 from ase.cluster import Icosahedron
 
+from molequi.dtypes import default_dtype
 from molequi.models import EquivariantPotential
 
 R_MAX = 4.0
@@ -15,13 +16,9 @@ SMALL = {"num_layers": 2, "hidden_irreps": "8x0e+4x1o", "lmax": 2, "radial_hidde
 
 def small_model(species: list[int], seed: int, **overrides) -> EquivariantPotential:
     """An untrained float64 model with the small test architecture."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
+    with default_dtype(torch.float64):
         torch.manual_seed(seed)
         return EquivariantPotential(species, **{"r_max": R_MAX, **SMALL, **overrides})
-    finally:
-        torch.set_default_dtype(previous)
 
 
 def cu_bulk(rattle: float = 0.05, strain: float = 0.0, seed: int = 0) -> Atoms:

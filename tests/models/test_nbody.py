@@ -12,6 +12,7 @@ from ase.collections import s22
 from torch_geometric.data import Batch
 
 from molequi.data import atoms_to_graph, neighbor_list
+from molequi.dtypes import default_dtype
 from molequi.models import load_model, save_model
 from molequi.models.inputs import read_graph_inputs
 from molequi.models.nbody import NBodyNetwork, decompose
@@ -39,13 +40,9 @@ SPECIES = ["H", "C", "O"]
 
 def _build(**options) -> NBodyNetwork:
     """A small float64 model, seeded (building one takes about 2 s of CPU, so tests share them)."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
+    with default_dtype(torch.float64):
         torch.manual_seed(0)
         return NBodyNetwork(options.pop("species", SPECIES), r_max=options.pop("r_max", 3.0), **(SMALL | options))
-    finally:
-        torch.set_default_dtype(previous)
 
 
 @pytest.fixture(autouse=True)
