@@ -26,9 +26,10 @@ def structures_to_graphs(
     Args:
         structures: frames (see :class:`~molequi.data.structure.Structure`).
         r_max: cutoff radius (Angstrom, strict ``<``), at least 0.1.
-        dtype: float dtype of positions, shifts, cell and targets
-            (default: ``torch.get_default_dtype()``). Targets are converted in float64
-            first; in float32 a total energy of ~-17,000 eV keeps ~1 meV resolution.
+        dtype: float dtype of positions, shifts, cell and per-atom targets
+            (default: ``torch.get_default_dtype()``). Energies and stresses are float64
+            whatever ``dtype`` (:data:`~molequi.data.keys.FLOAT64_TARGETS`): in float32 a
+            total energy of ~-17,000 eV would keep only ~1 meV resolution.
         elements: if given, atomic numbers allowed (others raise).
 
     Returns:
@@ -89,7 +90,8 @@ def _make_data(s: Structure, edge_index: torch.Tensor, edge_shift: torch.Tensor,
         }
     )
     for name, value in s.targets.items():
-        tensor = torch.tensor(value, dtype=dtype)
+        # total energies and stresses stay float64: float32 resolves only ~2 meV of -17,000 eV
+        tensor = torch.tensor(value, dtype=torch.float64 if name in keys.FLOAT64_TARGETS else dtype)
         if name == keys.FORCES:
             data[name] = tensor.reshape(-1, 3)
         elif name == keys.STRESS:

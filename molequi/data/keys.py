@@ -14,9 +14,9 @@ key                shape        meaning
                                 i to the image of j
 ``cell``           [1, 3, 3]    lattice vectors as rows, Angstrom (zeros if non-periodic)
 ``pbc``            [1, 3] bool  periodicity per lattice direction
-``energy``         [1]          total energy, eV
+``energy``         [1] float64  total energy, eV (float64 whatever the model dtype)
 ``forces``         [N, 3]       eV / Angstrom
-``stress``         [1, 3, 3]    eV / Angstrom^3, ASE sign convention
+``stress``         [1, 3, 3]    eV / Angstrom^3, ASE sign convention, float64
 ``batch``          [N] long     graph of each atom (set by PyG ``Batch``)
 ``has_<target>``   [1] bool     only in datasets read with ``fill_missing=True`` where some
                                 frames lack ``<target>``: False where the target is a
@@ -38,6 +38,9 @@ ENERGY = "energy"
 FORCES = "forces"
 STRESS = "stress"
 BATCH = "batch"
+
+#: Targets stored in float64 whatever the model dtype (see :mod:`molequi.models.energy_head`).
+FLOAT64_TARGETS = (ENERGY, STRESS)
 
 
 def availability_key(target: str) -> str:

@@ -12,13 +12,15 @@ from ..nn.edge_embedding import EdgeEmbedding
 from ..nn.embedding import SpeciesIndex
 from ..nn.readout import DipoleReadout, ScalarReadout
 from .atomistic import AtomisticModel
+from .energy_head import PerSpeciesEnergy, per_species_config, reference_energies_config
 from .inputs import GraphInputs
 
 
 class EquivariantPotential(AtomisticModel):
     """An O(3)-equivariant message-passing interatomic potential (NequIP-style).
 
-    ``E = sum_i [scale_{z_i} * readout(h_i^L) + shift_{z_i} + E0_{z_i}]`` where ``h^L`` comes from
+    ``E = sum_i [scale_{z_i} * readout(h_i^L) + shift_{z_i} + E0_{z_i}]`` (the last three terms and the
+    sum in float64, :class:`~molequi.models.energy_head.PerSpeciesEnergy`) where ``h^L`` comes from
     ``num_layers`` :class:`~molequi.nn.InteractionBlock` s (convolution, any nonlinearity family,
     species-dependent self-connection) on a one-hot species embedding.
 
@@ -77,16 +79,16 @@ class EquivariantPotential(AtomisticModel):
             "num_radial": int(num_radial),
             "radial_hidden": [int(w) for w in radial_hidden],
             "avg_num_neighbors": float(avg_num_neighbors),
-            "atomic_energies": {int(z): float(e) for z, e in (atomic_energies or {}).items()},
-            "scale": _per_species_config(scale, species_z),
-            "shift": _per_species_config(shift, species_z),
+            "atomic_energies": reference_energies_config(atomic_energies, species_z),
+            "scale": per_species_config(scale, species_z, "scale"),
+            "shift": per_species_config(shift, species_z, "shift"),
             "readout_hidden": int(readout_hidden),
             "dipole": bool(dipole),
         }
         num_species = len(species_z)
         irreps_species = o3.Irreps(f"{num_species}x0e")
         self.edge_embedding = EdgeEmbedding(lmax, r_max, num_radial)
-        self.embedding = o3.Linear(irreps_species, o3.Irreps(hidden_irreps)[0:1])
+        self.embedding = o3.Linear(irreps_species, scalar_part(hidden_irreps))
         irreps = self.embedding.irreps_out
         blocks = []
         for _ in range(num_layers):
@@ -107,10 +109,7 @@ class EquivariantPotential(AtomisticModel):
         self.blocks = torch.nn.ModuleList(blocks)
         self.readout = ScalarReadout(irreps, readout_hidden)
         self.dipole_readout = DipoleReadout(irreps) if dipole else None
-        self.register_buffer("scale", _per_species_tensor(scale, species_z))
-        self.register_buffer("shift", _per_species_tensor(shift, species_z))
-        e0 = self.config["atomic_energies"]
-        self.register_buffer("atomic_energies", torch.tensor([e0.get(z, 0.0) for z in species_z]))
+        self.energy_head = PerSpeciesEnergy(species_z, scale, shift, atomic_energies)
 
     def node_energies(self, inputs: GraphInputs, edge_vec: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-atom energies ``[N]`` from the graph and its edge vectors ``[E, 3]``."""
@@ -123,23 +122,21 @@ class EquivariantPotential(AtomisticModel):
                 features, None, inputs.edge_index, node_attr=one_hot, edge_sh=edge_sh, edge_radial=edge_radial
             )
         per_atom = self.readout(features)[:, 0]  # [N]
-        node_energy = self.scale[species] * per_atom + self.shift[species] + self.atomic_energies[species]
-        out = {"node_energy": node_energy}
+        out = {"node_energy": self.energy_head(per_atom, species)}  # [N] float64
         if self.dipole_readout is not None:
             out["dipole"] = self.dipole_readout(features, inputs.pos, inputs.batch, inputs.num_graphs)
         return out
 
 
-def _per_species_config(value: float | Mapping[int, float], species: list[int]) -> float | dict[int, float]:
-    if isinstance(value, Mapping):
-        return {int(z): float(value[z]) for z in species}
-    return float(value)
 
+def scalar_part(irreps: str | o3.Irreps) -> o3.Irreps:
+    """The even scalars of ``irreps`` as one block (``"32x0e+8x1o"`` -> ``32x0e``): the species embedding's output.
 
-def _per_species_tensor(value: float | Mapping[int, float], species: list[int]) -> torch.Tensor:
-    if isinstance(value, Mapping):
-        missing = [z for z in species if z not in value]
-        if missing:
-            raise ValueError(f"per-species value missing for atomic numbers {missing}")
-        return torch.tensor([float(value[z]) for z in species])
-    return torch.full((len(species),), float(value))
+    Raises:
+        ValueError: ``irreps`` has no ``0e`` (the embedding would have no paths: a constant network).
+    """
+    irreps = o3.Irreps(irreps)
+    mul = sum(m for m, ir in irreps if ir == o3.Irrep("0e"))
+    if mul == 0:
+        raise ValueError(f"hidden_irreps {irreps} has no even scalars (0e); the species embedding needs them")
+    return o3.Irreps(f"{mul}x0e")

@@ -37,8 +37,9 @@ def squared_errors(pred: Mapping[str, torch.Tensor], batch: Any, names: tuple[st
     out = {}
     for name in names:
         if name == "energy_per_atom":
-            n_atoms = atoms_per_graph(batch, pred[keys.ENERGY].shape[0]).to(pred[keys.ENERGY].dtype)
-            diff = (pred[keys.ENERGY] - batch[keys.ENERGY]) / n_atoms  # [G]
+            n_atoms = atoms_per_graph(batch, pred[keys.ENERGY].shape[0]).to(torch.float64)
+            # residual of two float64 totals (the model's energy head and the targets are float64)
+            diff = (pred[keys.ENERGY].to(torch.float64) - batch[keys.ENERGY].to(torch.float64)) / n_atoms  # [G]
         elif name == keys.FORCES:
             diff = pred[keys.FORCES] - batch[keys.FORCES]  # [N, 3]
         elif name == keys.STRESS:

@@ -14,7 +14,8 @@ from ...nn.readout import DipoleReadout
 from ..atomistic import AtomisticModel
 from ..checkpoint import register_model
 from ..inputs import GraphInputs
-from ..potential import _per_species_config, _per_species_tensor
+from ..energy_head import PerSpeciesEnergy, per_species_config, reference_energies_config
+from ..potential import scalar_part
 from .features import LevelReadout
 from .fragments import BOND_FACTOR, Hierarchy, build_hierarchy, fragment_labels, mass_table
 from .levels import AtomLevel, EdgeLevel, ParentLevel
@@ -133,9 +134,9 @@ class NBodyNetwork(AtomisticModel):
             "num_radial": int(num_radial),
             "radial_hidden": [int(w) for w in radial_hidden],
             "avg_num_neighbors": float(avg_num_neighbors),
-            "atomic_energies": {int(z): float(e) for z, e in (atomic_energies or {}).items()},
-            "scale": _per_species_config(scale, species_z),
-            "shift": _per_species_config(shift, species_z),
+            "atomic_energies": reference_energies_config(atomic_energies, species_z),
+            "scale": per_species_config(scale, species_z, "scale"),
+            "shift": per_species_config(shift, species_z, "shift"),
             "readout_hidden": int(readout_hidden),
             "dipole": bool(dipole),
         }
@@ -147,7 +148,7 @@ class NBodyNetwork(AtomisticModel):
         cg = {"nonlinearity": nonlinearity, "nonlinearity_options": dict(nonlinearity_options or {})}
 
         self.edge_embedding = EdgeEmbedding(lmax, r_max, num_radial)
-        self.embedding = o3.Linear(f"{len(species_z)}x0e", hidden[0:1])
+        self.embedding = o3.Linear(f"{len(species_z)}x0e", scalar_part(hidden))
         irreps = self.embedding.irreps_out
         edge_levels, atom_levels = [], []
         for s in range(num_levels):
@@ -184,10 +185,7 @@ class NBodyNetwork(AtomisticModel):
             self.fragment_dipole = o3.Linear(hidden, "1x1o")
             self.molecule_dipole = o3.Linear(hidden, "1x1o")
 
-        self.register_buffer("scale", _per_species_tensor(scale, species_z))
-        self.register_buffer("shift", _per_species_tensor(shift, species_z))
-        e0 = self.config["atomic_energies"]
-        self.register_buffer("atomic_energies", torch.tensor([e0.get(z, 0.0) for z in species_z]))
+        self.energy_head = PerSpeciesEnergy(species_z, scale, shift, atomic_energies)
         self.register_buffer("masses", mass_table()[species_z], persistent=False)
         self._given_labels: torch.Tensor | None = None
 
@@ -215,7 +213,7 @@ class NBodyNetwork(AtomisticModel):
             out[FRAGMENT_INDEX] = hierarchy.labels
         if self.dipole_readout is not None:
             out["dipole"] = self._dipole(states, hierarchy, inputs)
-        out["node_energy"] = self.scale[species] * per_atom + self.shift[species] + self.atomic_energies[species]
+        out["node_energy"] = self.energy_head(per_atom, species)  # [N] float64
         return out
 
     def _dipole(
