@@ -16,6 +16,7 @@ import torch
 from ..dtypes import default_dtype
 from ..io import atomic_torch_save
 from .atomistic import AtomisticModel
+from .energy_head import upgrade_state_dict
 from .potential import EquivariantPotential
 
 FORMAT_VERSION = 1
@@ -77,7 +78,7 @@ def model_from_dict(record: dict[str, Any]) -> AtomisticModel:
     dtype = getattr(torch, record.get("dtype", "float32"))
     with default_dtype(dtype):
         model = MODEL_CLASSES[record["model"]](**record["config"])
-    model.load_state_dict(record["state_dict"])
+    model.load_state_dict(upgrade_state_dict(record["state_dict"]))
     return model
 
 

@@ -116,3 +116,11 @@ def _check_complete(table: Mapping[int, float], species: Sequence[int], name: st
             f"{name}: no value for {names}; give one number for all species or a mapping naming every "
             f"species of the model ({sorted(int(z) for z in species)})"
         )
+
+
+def upgrade_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename the head's buffers of model files written before it existed (``scale`` -> ``energy_head.scale``)."""
+    renamed = {}
+    for key, value in state_dict.items():
+        renamed[f"energy_head.{key}" if key in FLOAT64_BUFFERS else key] = value
+    return renamed
