@@ -1,27 +1,48 @@
-"""The ``molequi`` command: one sub-command per job, each defined next to the code it drives."""
+"""The ``molequi`` command: one sub-command per job, each defined next to the code it drives.
+
+Only the sub-command that runs is imported (with torch), so ``molequi --help`` and
+``molequi --version`` answer at once.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
-# sub-command name -> module defining ``add_arguments(parser)`` and ``run(args) -> int``
-COMMANDS: dict[str, str] = {
-    "train": "molequi.training.cli_train",
-    "evaluate": "molequi.training.cli_evaluate",
-    "demo": "molequi.training.cli_demo",
-    "md": "molequi.calculators.cli_md",
+from . import __version__
+
+# sub-command name -> (module defining ``add_arguments(parser)`` and ``run(args) -> int``, the
+# first line of that module's docstring: the one-line help of ``molequi --help``)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": (
+        "molequi.training.cli_train",
+        "Train a model from a YAML config: model.pt, checkpoint.pt, metrics.csv/json and plots in output_dir.",
+    ),
+    "evaluate": (
+        "molequi.training.cli_evaluate",
+        "Evaluate a trained model on a dataset: energy MAE (total and per atom), force MAE and RMSE.",
+    ),
+    "demo": (
+        "molequi.training.cli_demo",
+        "Train the demo potential on the shipped EMT Cu/Au dataset (a few minutes on a CPU) and print its test errors.",
+    ),
+    "md": ("molequi.calculators.cli_md", "Run molecular dynamics (NVE or Langevin) with a molequi model and ASE."),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with every sub-command registered."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The top-level parser; ``command``'s module is imported and its options registered (the others are listed only)."""
     parser = argparse.ArgumentParser(prog="molequi", description="Equivariant interatomic potentials.")
+    parser.add_argument("--version", action="version", version=f"molequi {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for name, module_name in COMMANDS.items():
+    for name, (module_name, summary) in COMMANDS.items():
+        if name != command:
+            subparsers.add_parser(name, help=summary, description=summary)
+            continue
         module = importlib.import_module(module_name)
-        sub = subparsers.add_parser(name, help=module.__doc__.strip().splitlines()[0], description=module.__doc__)
+        sub = subparsers.add_parser(name, help=summary, description=module.__doc__)
         module.add_arguments(sub)
         sub.set_defaults(_run=module.run)
     return parser
@@ -29,7 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``molequi`` console script."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((item for item in argv if not item.startswith("-")), None)
+    if os.environ.get("RANK", "0") != "0":
+        # a DDP worker other than rank 0: torch's C++ warnings (DDP's reducer, ...) once per run, from rank 0
+        os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
+    args = build_parser(command).parse_args(argv)
     return int(args._run(args) or 0)
 
 

@@ -54,7 +54,7 @@ def test_md_reports_bad_input(inputs, capsys, monkeypatch):
 
 
 def test_registered_with_the_dispatcher():
-    assert cli.COMMANDS["md"] == "molequi.calculators.cli_md"
+    assert cli.COMMANDS["md"][0] == "molequi.calculators.cli_md"
     assert cli_md.__doc__.strip().splitlines()[0]
 
 
