@@ -10,6 +10,7 @@ import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 
+from ..devices import resolve_device
 from .batched import predict
 from .checks import check_atoms, check_edge_lengths
 from .committee import ModelLike, evaluate, known_elements, prepare_models, structure_results
@@ -62,7 +63,7 @@ class MolequiCalculator(Calculator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.models = prepare_models(model, self.device, dtype)
         self.dtype = next(self.models[0].parameters()).dtype
         self.r_max = self.models[0].r_max

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import ase.io
 import torch
+from ase import Atoms
 
 from .calculator import MolequiCalculator
 from .md import ENSEMBLES, run_md
@@ -56,15 +57,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--threads", type=int, default=None, metavar="N", help="torch CPU threads (default: torch's choice)"
     )
     parser.add_argument("--skin", type=float, default=1.0, metavar="A", help="neighbour-list skin in A (default 1.0)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (there is none anyway when stderr is not a terminal)")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the MD described by ``args``; returns the exit status (1 for bad input)."""
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    """Run the MD described by ``args``; returns the exit status (2 with a one-line message for bad input)."""
     try:
-        atoms = ase.io.read(args.structure, index=0)
+        if args.threads is not None:
+            if args.threads < 1:
+                raise ValueError(f"--threads must be positive, got {args.threads}")
+            torch.set_num_threads(args.threads)
+        atoms = read_structure(args.structure)
         atoms.calc = MolequiCalculator(args.model, device=args.device, dtype=args.dtype, skin=args.skin)
         atoms.get_forces()  # bad input (unknown element, overlapping atoms, NaN) fails here, before any file is written
         log = args.log or str(Path(args.out).with_suffix(".log"))
@@ -84,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         )
     except (ValueError, FileNotFoundError) as error:
         print(f"molequi md: error: {error}", file=sys.stderr)
-        return 1
+        return 2
     wall = time.perf_counter() - start
     rate = args.steps / wall
     print(f"{args.steps} steps of {args.ensemble} MD ({len(atoms)} atoms) in {wall:.1f} s ({rate:.1f} steps/s)")
@@ -97,3 +100,18 @@ def run(args: argparse.Namespace) -> int:
         else:
             print("energy drift: not available (fewer than two energy samples; lower --interval)")
     return 0
+
+
+def read_structure(path: str) -> Atoms:
+    """The first frame of ``path``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: a file ASE cannot read as a structure (unknown format, empty, corrupt).
+    """
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"structure file not found: {path}")
+    try:
+        return ase.io.read(path, index=0)
+    except Exception as error:  # ASE raises many types for foreign, empty or corrupt files
+        raise ValueError(f"{path}: not a structure file ASE can read ({type(error).__name__}: {error})") from error

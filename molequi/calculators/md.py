@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -144,7 +145,7 @@ def run_md(
         timestep_fs, temperature_K, friction_per_fs: driver settings (friction for Langevin).
         interval: steps between trajectory frames, log lines and energy samples.
         seed: seed of the initial velocities and the Langevin noise.
-        progress: show a tqdm progress bar.
+        progress: show a tqdm progress bar on stderr when it is a terminal (none in a redirected log).
 
     Returns:
         The energies sampled every ``interval`` steps.
@@ -162,7 +163,7 @@ def run_md(
         replaced_on_exit(log) as log_tmp,
         open(log_tmp, "w") as log_file,
     ):
-        with tqdm(total=steps, unit="step", disable=not progress, dynamic_ncols=True) as bar:
+        with tqdm(total=steps, unit="step", disable=not (progress and sys.stderr.isatty()), dynamic_ncols=True) as bar:
 
             def sample() -> None:
                 epot, ekin = atoms.get_potential_energy(), atoms.get_kinetic_energy()

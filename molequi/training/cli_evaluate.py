@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..models.checkpoint import UNITS, load_model
 from .data import read_dataset
-from .distributed import resolve_device
+from ..devices import resolve_device
 from .evaluate import evaluate
 from ..io import atomic_write_json
 from .report import format_metrics, set_threads

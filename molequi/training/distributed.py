@@ -14,6 +14,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from ..devices import resolve_device
+
 
 @dataclass
 class Distributed:
@@ -67,21 +69,6 @@ class Distributed:
         if self.owns_group and dist.is_initialized():
             dist.destroy_process_group()
             self.owns_group = False
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> ``cuda:<local_rank>`` if CUDA is available, else ``cpu``; other names as given.
-
-    Raises:
-        ValueError: CUDA is asked for but not available.
-    """
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r}: CUDA is not available on this machine; use device: cpu")
-        return torch.device(f"cuda:{local_rank}" if name == "cuda" else name)
-    return torch.device(name)
 
 
 def setup(device: str) -> Distributed:

@@ -7,6 +7,7 @@ import argparse
 import ase.io
 import numpy as np
 import pytest
+import torch
 from calc_systems import cu_cluster
 
 from molequi import cli
@@ -48,9 +49,34 @@ def test_md_reports_bad_input(inputs, capsys, monkeypatch):
     ase.io.write(inputs / "gold.xyz", atoms)
     monkeypatch.chdir(inputs)
     before = sorted(p.name for p in inputs.iterdir())
-    assert cli_md.run(_parse([str(inputs / "model.pt"), str(inputs / "gold.xyz"), "--no-progress"])) == 1
+    assert cli_md.run(_parse([str(inputs / "model.pt"), str(inputs / "gold.xyz"), "--no-progress"])) == 2
     assert "Ag" in capsys.readouterr().err
     assert sorted(p.name for p in inputs.iterdir()) == before  # no trajectory or log left behind
+
+
+def test_missing_files_and_unusable_devices_exit_2_with_one_line(inputs, capsys, monkeypatch):
+    model, start = str(inputs / "model.pt"), str(inputs / "start.xyz")
+    monkeypatch.setattr(torch.version, "cuda", None)  # a CPU-only torch build, whatever this one is
+    cases = [
+        ([model, str(inputs / "absent.xyz")], "structure file not found: "),
+        ([str(inputs / "absent.pt"), start], "model file not found: "),
+        ([model, model], "not a structure file ASE can read"),
+        ([model, start, "--device", "cuda"], "CUDA is not available in this torch build"),
+        ([model, start, "--threads", "0"], "--threads must be positive"),
+    ]
+    for argv, message in cases:
+        assert cli.main(["md", *argv, "--out", str(inputs / "x.traj"), "--no-progress"]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("molequi md: error: ") and message in err and err.count("\n") == 1, err
+        assert "Errno" not in err
+    assert not (inputs / "x.traj").exists()
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal(inputs, capsys):
+    argv = [str(inputs / "model.pt"), str(inputs / "start.xyz"), "--steps", "10", "--interval", "5"]
+    assert cli_md.run(_parse([*argv, "--out", str(inputs / "run.traj")])) == 0
+    captured = capsys.readouterr()
+    assert "\r" not in captured.err + captured.out and "10 steps of nve MD" in captured.out
 
 
 def test_registered_with_the_dispatcher():
