@@ -122,18 +122,50 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    """Weights of the mean squared errors of energy per atom (eV), forces (eV/A) and stress (eV/A^3)."""
+    """Weights of the mean squared errors of energy per atom (eV), forces (eV/A) and stress (eV/A^3).
+
+    Attributes:
+        energy_weight, forces_weight, stress_weight: the weights.
+        final_stage: fraction of the run (of the time budget with ``max_minutes``, else of the
+            steps) after which the ``final_*`` weights apply, as in MACE's second stage; None:
+            one stage. The best-model tracking restarts there.
+        final_energy_weight, final_forces_weight, final_stress_weight: weights of the final
+            stage (None: unchanged).
+    """
 
     energy_weight: float = 1.0
     forces_weight: float = 10.0
     stress_weight: float = 0.0
+    final_stage: float | None = None
+    final_energy_weight: float | None = None
+    final_forces_weight: float | None = None
+    final_stress_weight: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("energy_weight", "forces_weight", "stress_weight"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"loss.{name}: must be non-negative, got {getattr(self, name)}")
+            for key in (name, f"final_{name}"):
+                value = getattr(self, key)
+                if value is not None and value < 0:
+                    raise ConfigError(f"loss.{key}: must be non-negative, got {value}")
         if self.energy_weight == self.forces_weight == self.stress_weight == 0:
             raise ConfigError("loss: all weights are zero; nothing to train")
+        if self.final_stage is not None and not 0 <= self.final_stage < 1:
+            raise ConfigError(f"loss.final_stage: must lie in [0, 1) or be null, got {self.final_stage}")
+        finals = (self.final_energy_weight, self.final_forces_weight, self.final_stress_weight)
+        if self.final_stage is None and any(w is not None for w in finals):
+            raise ConfigError("loss: final_*_weight given without loss.final_stage (the fraction of the run where it starts)")
+
+    def final(self) -> LossConfig:
+        """The weights of the final stage, as a one-stage config."""
+
+        def pick(final: float | None, first: float) -> float:
+            return first if final is None else final
+
+        return LossConfig(
+            energy_weight=pick(self.final_energy_weight, self.energy_weight),
+            forces_weight=pick(self.final_forces_weight, self.forces_weight),
+            stress_weight=pick(self.final_stress_weight, self.stress_weight),
+        )
 
 
 @dataclass
@@ -189,8 +221,10 @@ class TrainConfig:
         data, model, loss, optim: the sections above.
         output_dir: where model.pt, checkpoint.pt, metrics and plots go.
         max_epochs: upper bound on epochs.
-        max_minutes: wall-time budget (None: none); checked at the end of each epoch, stopping
-            early when the next epoch would not fit.
+        max_minutes: wall-time budget (None: none), counted from the start of the run (data,
+            statistics and model set-up included) and checked at the end of each epoch, stopping
+            when the next epoch would not fit. A ``cosine`` schedule is then planned in time: it
+            reaches ``optim.min_lr`` when the budget runs out (:mod:`molequi.training.schedule`).
         seed: seeds the data split, the weights and the per-epoch shuffling.
         device: ``auto`` (CUDA if available), ``cpu``, ``cuda`` or ``cuda:N``.
         dtype: ``float32`` or ``float64``.

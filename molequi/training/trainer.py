@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,7 @@ from .loss import WeightedLoss
 from .metrics import MetricAccumulator
 from .model_factory import build_model, model_arguments, model_r_max
 from .plots import plot_learning_curves, plot_predictions
+from .report import default_logging
 from .schedule import LearningRateSchedule
 from .state import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
 from .yaml_io import dump_yaml
@@ -99,6 +101,7 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
         FileNotFoundError: missing data or checkpoint.
         ValueError: data that does not fit the config, or a resume with a changed config.
     """
+    default_logging()  # the epoch lines on stderr, unless the caller has set up logging
     return Trainer(config, resume=resume, overwrite=overwrite).run()
 
 
@@ -106,6 +109,7 @@ class Trainer:
     """One training run; :meth:`run` trains, tests and writes the results (see :func:`train`)."""
 
     def __init__(self, config: TrainConfig, resume: bool = False, overwrite: bool = False) -> None:
+        setup_start = time.perf_counter()
         self.config = config
         self.output_dir = Path(config.output_dir)
         self.dtype = getattr(torch, config.dtype)
@@ -135,14 +139,19 @@ class Trainer:
                 self.splits.train, num_replicas=self.dist.world_size, rank=self.dist.rank, shuffle=True, seed=config.seed
             )
             self.loader = DataLoader(self.splits.train, batch_size=config.batch_size // self.dist.world_size, sampler=sampler)
-            self.schedule = LearningRateSchedule(self.optimizer, optim, len(self.loader), config.max_epochs)
+            self.schedule = LearningRateSchedule(
+                self.optimizer, optim, len(self.loader), config.max_epochs, config.max_minutes
+            )
         self.history = History(self.output_dir, write=self.dist.is_main, tensorboard=config.tensorboard)
         self.epoch, self.best_epoch, self.bad_epochs = 0, 0, 0
         self.best_loss = math.inf
-        self.elapsed_s, self.last_epoch_s = 0.0, 0.0
+        self.elapsed_s, self.last_epoch_s, self.epoch_start = 0.0, 0.0, time.perf_counter()
+        self.final_stage = False
         if checkpoint:
             self._restore(checkpoint)
-        elif self.dist.is_main:
+        # the budget counts the set-up too (reading data, statistics, building the model)
+        self.elapsed_s += time.perf_counter() - setup_start
+        if not checkpoint and self.dist.is_main:
             atomic_write_text(self.output_dir / "config.yaml", dump_yaml(config.to_dict()))
 
     # ------------------------------------------------------------------ setup
@@ -199,6 +208,8 @@ class Trainer:
         progress = checkpoint["progress"]
         self.epoch, self.best_epoch, self.bad_epochs = progress["epoch"], progress["best_epoch"], progress["bad_epochs"]
         self.best_loss, self.elapsed_s, self.last_epoch_s = progress["best_loss"], progress["elapsed_s"], progress["last_epoch_s"]
+        if progress.get("final_stage", False):
+            self._enter_final_stage(reset_best=False)
         self.history.restore(checkpoint["history"])
         set_rng_state(checkpoint["rng"])
         if self.dist.is_main:
@@ -223,8 +234,11 @@ class Trainer:
 
     def _epoch(self) -> None:
         """Train one epoch, validate the EMA weights, keep the best, log and checkpoint."""
-        start = time.perf_counter()
+        start = self.epoch_start = time.perf_counter()
         epoch = self.epoch + 1
+        stage_at = self.config.loss.final_stage
+        if stage_at is not None and not self.final_stage and self.schedule.progress >= stage_at:
+            self._enter_final_stage(reset_best=True)
         train_metrics = self._train_epoch(epoch)
         lr = self.schedule.lr
         val_metrics = self._validate()
@@ -253,7 +267,7 @@ class Trainer:
         clip = self.config.optim.grad_clip
         bar = tqdm(
             self.loader, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True,
-            disable=not (self.config.progress_bar and self.dist.is_main),
+            disable=not (self.config.progress_bar and self.dist.is_main and sys.stderr.isatty()),  # a log gets the epoch lines
         )  # fmt: skip
         running = 0.0
         for step, batch in enumerate(bar, 1):
@@ -267,13 +281,26 @@ class Trainer:
             if clip is not None:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
             self.optimizer.step()
-            self.schedule.step()
+            self.schedule.step(self.elapsed_s + time.perf_counter() - self.epoch_start)
             self.ema.update(self.model)
             accumulator.update(pred, batch)
             running += (loss.item() - running) / step  # under DDP: this process's estimate of the batch loss
             bar.set_postfix(loss=f"{running:.4g}", lr=f"{self.schedule.lr:.2e}", refresh=False)
         accumulator.reduce(self.dist.sum)
         return self._summarize(accumulator)
+
+    def _enter_final_stage(self, reset_best: bool) -> None:
+        """Switch to the final-stage loss weights (MACE's late rise of the energy weight).
+
+        The best validation loss restarts, since losses of the two stages are not comparable:
+        model.pt becomes the best EMA model under the final weights.
+        """
+        self.final_stage = True
+        self.loss = WeightedLoss(self.config.loss.final())
+        if reset_best:
+            self.best_loss, self.bad_epochs = math.inf, 0
+            if self.dist.is_main:
+                logger.info("final stage from epoch %d: loss weights %s", self.epoch + 1, self.loss.weights)
 
     def _validate(self) -> dict[str, float]:
         """Errors and loss of the EMA weights on the validation set (each process takes every k-th graph)."""
@@ -296,7 +323,10 @@ class Trainer:
             reason = "max_epochs"
         elif config.early_stopping_patience is not None and self.bad_epochs >= config.early_stopping_patience:
             reason = "early_stopping"
-        elif config.max_minutes is not None and self.elapsed_s + self.last_epoch_s > 60 * config.max_minutes:
+        elif (
+            config.max_minutes is not None and self.epoch > 0  # at least one epoch: model.pt must exist
+            and self.elapsed_s + self.last_epoch_s > 60 * config.max_minutes
+        ):
             reason = "max_minutes"
         return self.dist.broadcast(reason)
 
@@ -310,6 +340,7 @@ class Trainer:
             "progress": {
                 "epoch": self.epoch, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
                 "best_loss": self.best_loss, "elapsed_s": self.elapsed_s, "last_epoch_s": self.last_epoch_s,
+                "final_stage": self.final_stage,
             },  # fmt: skip
             "history": self.history.rows,
             "split": self.splits.indices,
