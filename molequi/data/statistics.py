@@ -72,8 +72,9 @@ def compute_statistics(
     Per-element reference energies E0 are the least-squares solution of
     ``E_graph ~ sum_elements count * E0`` unless ``atomic_energies`` is given (for
     example isolated-atom energies). With too few distinct compositions (e.g. an MD
-    trajectory of one molecule) the fit is underdetermined; the minimum-norm solution
-    is returned with a warning, and isolated-atom energies are the better choice.
+    trajectory of one molecule) the fit is underdetermined; the solution nearest the mean
+    energy per atom is returned with a warning (one composition: every element gets that
+    mean), and isolated-atom energies are the better choice.
 
     Args:
         dataset: graphs with ``z`` and, optionally, ``energy``, ``forces``, ``edge_index``;
@@ -152,16 +153,25 @@ def _count_edges(batch: Data, r_max: float | None) -> int:
 
 
 def _least_squares(composition: torch.Tensor, energy: torch.Tensor) -> torch.Tensor:
-    """Minimum-norm least-squares E0 [n_elements] from composition [G, n] and energy [G]."""
+    """Least-squares E0 [n_elements] from composition [G, n] and energy [G], nearest the mean per-atom energy.
+
+    ``E0 = mu + pinv(C) (E - C mu)`` with ``mu`` the mean energy per atom: the unique least-squares
+    solution when the compositions determine it, and otherwise the one closest to ``mu`` for every
+    element. For a single composition (an MD trajectory of one molecule) every element gets ``mu``
+    (the documented fallback; the minimum-norm solution gave per-element energies such as
+    H -875 eV on aspirin, which only matter, badly, when the model meets another composition).
+    """
+    mu = float((energy / composition.sum(dim=1)).mean())
     rank = int(torch.linalg.matrix_rank(composition))
     if rank < composition.shape[1]:
         warnings.warn(
             f"compute_statistics: the compositions span only {rank} of {composition.shape[1]} elements, so per-element "
-            "reference energies are not determined by the data; using the minimum-norm least-squares solution. "
-            "Pass atomic_energies (e.g. isolated-atom energies) for physical references.",
+            f"reference energies are not determined by the data; using the least-squares solution nearest the mean "
+            f"energy per atom ({mu:.4f} eV). Pass atomic_energies (e.g. isolated-atom energies) for physical references.",
             stacklevel=3,
         )
-    return torch.linalg.pinv(composition) @ energy
+    baseline = torch.full((composition.shape[1],), mu, dtype=torch.float64)
+    return baseline + torch.linalg.pinv(composition) @ (energy - composition @ baseline)
 
 
 def _given_energies(atomic_energies: Mapping[int | str, float], elements: list[int]) -> torch.Tensor:

@@ -70,6 +70,9 @@ def test_single_composition_warns():
     assert stats.force_rms is None
     residual = np.array([g.energy.item() for g in graphs]) - (4 * stats.atomic_energies[0] + stats.atomic_energies[1])
     assert abs(residual.mean()) < 1e-8  # the fit still removes the mean energy
+    # and every element gets the mean energy per atom, not a minimum-norm split (was C -1035, H -16.4)
+    mean_per_atom = np.mean([g.energy.item() / 5 for g in graphs])
+    assert stats.atomic_energies == pytest.approx([mean_per_atom, mean_per_atom], abs=1e-9)
 
 
 def test_round_trip_through_a_weights_only_checkpoint():
