@@ -96,6 +96,8 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
         record = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for corrupt or foreign files
         raise ValueError(f"{path}: not a readable molequi model file ({error})") from error
+    if isinstance(record, dict) and {"model", "optimizer"} <= record.keys():
+        raise ValueError(f"{path}: this is a training checkpoint (for --resume); use model.pt of the same run")
     if not isinstance(record, dict) or "state_dict" not in record:
         raise ValueError(f"{path}: not a molequi model file (no state_dict)")
     model = model_from_dict(record)

@@ -4,7 +4,8 @@ Example:
   molequi evaluate runs/demo/model.pt datasets/demo/emt_cu.extxyz --json errors.json
 
 Errors are printed in meV units; the JSON holds them in eV-based units (eV, eV/atom, eV/A,
-eV/A^3) under keys such as energy_mae, energy_per_atom_mae, forces_mae, forces_rmse.
+eV/A^3) under keys such as energy_mae, energy_per_atom_mae, forces_mae, forces_rmse. Energy errors
+far beyond the spread of the data's energies get a hint that --energy-unit is probably wrong.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..data import keys
 from ..models.checkpoint import UNITS, load_model
 from .data import read_dataset
 from ..devices import resolve_device
 from .evaluate import evaluate
 from ..io import atomic_write_json
-from .report import format_metrics, set_threads
+from .report import format_metrics, set_threads, unit_hint
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,16 +54,18 @@ def run(args: argparse.Namespace) -> int:
             args.data, model.r_max, dtype, format=args.format, target=args.target, energy_key=args.energy_key,
             forces_key=args.forces_key, stress_key=args.stress_key, energy_unit=args.energy_unit, cache_dir=args.cache_dir,
         )  # fmt: skip
-        accumulator, _ = evaluate(model, dataset, device, args.batch_size)
+        if len(dataset) == 0 or keys.ENERGY not in dataset[0]:
+            raise ValueError(f"{args.data} has no energies to compare with")
+        accumulator, predictions = evaluate(model, dataset, device, args.batch_size, collect=True)
     except (FileNotFoundError, ValueError) as error:
         print(f"molequi evaluate: error: {error}", file=sys.stderr)
         return 2
     metrics = {k: v for k, v in accumulator.compute().items() if not k.endswith("_mse")}
-    if "energy_mae" not in metrics:
-        print(f"molequi evaluate: error: {args.data} has no energies to compare with", file=sys.stderr)
-        return 2
     print(f"{args.model} on {args.data} ({len(dataset)} frames):")
     print(format_metrics(metrics))
+    hint = unit_hint(*predictions.energy_per_atom, args.energy_unit)
+    if hint:
+        print(hint)
     if args.json is not None:
         record = {"model": str(args.model), "data": str(args.data), "frames": len(dataset), **metrics,
                   "units": {**UNITS, "energy_per_atom": "eV/atom"}}  # fmt: skip

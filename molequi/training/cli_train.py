@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 from .config import load_config
-from .report import configure_logging, format_metrics, set_threads
+from .distributed import launcher_rank
+from .report import configure_logging, format_metrics, report_error, set_threads
 from .trainer import train
 
 
@@ -36,19 +37,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train; returns 0, 2 with a one-line message for bad config or data or a diverged run, 130 on Ctrl-C."""
+    """Train; returns 0, 2 with a one-line message for bad config or data or a diverged run, 130 on Ctrl-C.
+
+    Under DDP (``torchrun``) rank 0 alone prints the results and the message of an error.
+    """
     configure_logging()
+    main_process = launcher_rank() == 0
     try:
         set_threads(args.threads)
         config = load_config(args.config, args.overrides)
         result = train(config, resume=args.resume, overwrite=args.overwrite)
-    except (FileNotFoundError, FileExistsError, ValueError, FloatingPointError) as error:
-        print(f"molequi train: error: {error}", file=sys.stderr)
+    except FileExistsError as error:
+        report_error("train", f"{error} (--resume continues it, --overwrite replaces it)")
+        return 2
+    except (FileNotFoundError, ValueError, FloatingPointError) as error:
+        report_error("train", error)
         return 2
     except KeyboardInterrupt:
-        print("\nmolequi train: interrupted; --resume continues after the last completed epoch", file=sys.stderr)
+        if main_process:
+            print("\nmolequi train: interrupted; --resume continues after the last completed epoch", file=sys.stderr)
         return 130
-    if result.test_metrics:
+    if result.test_metrics and main_process:
         print(f"test errors of {result.output_dir / 'model.pt'} (epoch {result.best_epoch}):")
         print(format_metrics(result.test_metrics))
     return 0

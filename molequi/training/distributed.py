@@ -71,10 +71,15 @@ class Distributed:
             self.owns_group = False
 
 
+def launcher_rank() -> int:
+    """This process's global rank as the launcher (``torchrun``) set it in ``RANK``; 0 without one."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def setup(device: str) -> Distributed:
     """Read the ``torchrun`` environment, join the process group if there are several processes, pick the device."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
+    rank = launcher_rank()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     resolved = resolve_device(device, local_rank)
     if resolved.type == "cuda":
