@@ -76,3 +76,4 @@ def test_training_enters_the_final_stage_and_keeps_its_best_model(tiny_config):
     # the best model is chosen among the final-stage epochs (3 and 4: the best loss restarted there)
     assert metrics["best_epoch"] >= 3
     assert math.isfinite(metrics["val"]["loss"])
+
