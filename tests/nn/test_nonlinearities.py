@@ -134,3 +134,28 @@ def test_tensor_product_keeps_unit_variance_through_depth(float64):
             features = layer(features)
         second_moment = features.pow(2).mean().item()
         assert 0.5 < second_moment < 2.0, second_moment
+
+
+@pytest.mark.parametrize("irreps", ["1x1o", "2x0e+1x2e"])
+def test_norm_output_and_jacobian_are_continuous_at_zero_with_a_bias(irreps, float64):
+    """With ``b != 0`` the output must vanish and the Jacobian stay bounded and converge as ``f -> 0``."""
+    act = nonlinearities.build("norm", irreps)
+    with torch.no_grad():
+        act.bias.copy_(torch.linspace(0.5, -0.7, act.bias.numel()))
+    direction = torch.randn(act.irreps_in.dim, generator=torch.Generator().manual_seed(0))
+    direction = direction / direction.norm()
+
+    def jacobian(f):
+        return torch.autograd.functional.jacobian(act, f)
+
+    at_zero = jacobian(torch.zeros_like(direction))
+    assert at_zero.abs().max() > 0.1  # the bias makes the layer linear, not zero, near f = 0
+    previous_error = float("inf")
+    for size in (1e-2, 1e-4, 1e-6, 1e-9):
+        f = size * direction
+        out = act(f)
+        assert (out - at_zero @ f).norm() <= size**2  # out = J(0) f + o(|f|): no jump at 0
+        error = (jacobian(f) - at_zero).abs().max().item()
+        assert error < max(previous_error, 1e-12)  # the Jacobian converges to its value at 0
+        previous_error = error
+    assert previous_error < 1e-12
