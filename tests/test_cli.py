@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import subprocess
 import sys
 
@@ -17,6 +18,7 @@ def test_version(capsys):
         main(["--version"])
     assert stop.value.code == 0
     assert capsys.readouterr().out.strip() == f"molequi {__version__}"
+    assert __version__ == importlib.metadata.version("molequi")  # the installed distribution's
 
 
 def test_help_imports_no_subcommand_and_no_torch():
