@@ -8,8 +8,9 @@ import torch
 from e3nn import o3
 
 from ..nn.conv import InteractionBlock
-from ..nn.edge_embedding import EdgeEmbedding
+from ..nn.edge_embedding import EdgeEmbedding, safe_norm
 from ..nn.embedding import SpeciesIndex
+from ..nn.radial import polynomial_cutoff
 from ..nn.readout import DipoleReadout, ScalarReadout
 from .atomistic import AtomisticModel
 from .energy_head import PerSpeciesEnergy, per_species_config, reference_energies_config
@@ -38,6 +39,10 @@ class EquivariantPotential(AtomisticModel):
         readout_hidden: width of the per-atom readout MLP.
         dipole: also predict the molecular dipole ``dipole [G, 3]`` (e Å) from per-atom charges
             and vectors (QM9's ``mu`` is its norm); needs ``1o`` in ``hidden_irreps``.
+        radial_species: condition the radial weights of every convolution on the species of both
+            endpoints (an implicit kernel in the sense of Zhdanov, Hoffmann & Cesa 2023: the MLP
+            reads ``[B(r) u(r), u(r) onehot(z_j), u(r) onehot(z_i)]``, so it still vanishes
+            smoothly at ``r_max`` through the envelope ``u``).
 
     Shapes:
         input: a PyG ``Batch`` (``z [N]``, ``pos [N, 3]``, optional ``edge_index [2, E]``,
@@ -63,6 +68,7 @@ class EquivariantPotential(AtomisticModel):
         shift: float | Mapping[int, float] = 0.0,
         readout_hidden: int = 16,
         dipole: bool = False,
+        radial_species: bool = False,
     ) -> None:
         super().__init__()
         self.species_index = SpeciesIndex(species)
@@ -84,6 +90,7 @@ class EquivariantPotential(AtomisticModel):
             "shift": per_species_config(shift, species_z, "shift"),
             "readout_hidden": int(readout_hidden),
             "dipole": bool(dipole),
+            "radial_species": bool(radial_species),
         }
         num_species = len(species_z)
         irreps_species = o3.Irreps(f"{num_species}x0e")
@@ -99,7 +106,7 @@ class EquivariantPotential(AtomisticModel):
                 nonlinearity_options=dict(nonlinearity_options or {}),
                 irreps_node_attr=irreps_species,
                 irreps_sh=self.edge_embedding.irreps_sh,
-                num_radial=num_radial,
+                num_radial=num_radial + (2 * num_species if radial_species else 0),
                 r_max=r_max,
                 radial_hidden=tuple(radial_hidden),
                 avg_num_neighbors=avg_num_neighbors,
@@ -116,6 +123,11 @@ class EquivariantPotential(AtomisticModel):
         species = self.species_index(inputs.z)  # [N]
         one_hot = torch.nn.functional.one_hot(species, self.species_index.num_species).to(edge_vec.dtype)
         edge_sh, edge_radial = self.edge_embedding(edge_vec)  # [E, sh], [E, num_radial]
+        if self.config["radial_species"]:
+            source, target = inputs.edge_index
+            envelope = polynomial_cutoff(safe_norm(edge_vec), self.r_max)[:, None]  # [E, 1]
+            pair = torch.cat([one_hot[source], one_hot[target]], dim=1) * envelope  # [E, 2 S]
+            edge_radial = torch.cat([edge_radial, pair], dim=1)  # [E, num_radial + 2 S]
         features = self.embedding(one_hot)  # [N, hidden scalars]
         for block in self.blocks:
             features = block(
