@@ -2,7 +2,7 @@
 
 from .batched import predict
 from .calculator import MolequiCalculator
-from .committee import prepare_models
+from .inference import prepare_models
 from .neighbor_cache import Edges, SkinNeighborList
 
 __all__ = ["Edges", "MolequiCalculator", "SkinNeighborList", "predict", "prepare_models"]

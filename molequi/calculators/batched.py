@@ -13,7 +13,7 @@ from ..data import structures_to_graphs
 from ..data.structure import Structure
 from ..models import AtomisticModel
 from .checks import check_atoms
-from .committee import evaluate, known_elements, structure_results
+from .inference import evaluate, known_elements, structure_results
 
 
 def predict(
@@ -28,14 +28,14 @@ def predict(
     batch to be periodic); results come back in input order.
 
     Args:
-        models: prepared models (see :func:`~molequi.calculators.committee.prepare_models`).
+        models: prepared models (see :func:`~molequi.calculators.inference.prepare_models`).
         structures: the structures.
         batch_size: structures per model call.
         device: where the models live.
 
     Returns:
         One dict per structure with the keys of
-        :func:`~molequi.calculators.committee.structure_results` (the same as
+        :func:`~molequi.calculators.inference.structure_results` (the same as
         ``MolequiCalculator.results`` after a calculation).
 
     Raises:
@@ -72,7 +72,7 @@ def _predict_batch(
         Structure.create(a.numbers, a.positions, a.cell.array, a.pbc, where=f"structure {k}")
         for a, k in zip(structures, indices)
     ]
-    graphs = structures_to_graphs(frames, models[0].r_max, dtype=dtype, elements=known_elements(models))
+    graphs = structures_to_graphs(frames, models[0].r_max, dtype=dtype)  # elements: checked by predict
     batch = Batch.from_data_list(graphs).to(device)
     out = {name: value.cpu().numpy() for name, value in evaluate(models, batch, with_stress).items()}
     ptr = batch.ptr.tolist()

@@ -13,7 +13,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from ..devices import resolve_device
 from .batched import predict
 from .checks import check_atoms, check_edge_lengths
-from .committee import ModelLike, evaluate, known_elements, prepare_models, structure_results
+from .inference import ModelLike, evaluate, known_elements, prepare_models, structure_results
 from .neighbor_cache import SkinNeighborList
 
 

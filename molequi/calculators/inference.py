@@ -1,4 +1,4 @@
-"""One model or a committee of models: preparation for inference, evaluation, mean and spread."""
+"""Inference with one model or a committee: models prepared once, evaluated on a batch, results as ASE wants them (mean and spread)."""
 
 from __future__ import annotations
 
