@@ -11,7 +11,7 @@ from ..data.validation import MIN_DISTANCE, check_finite, check_min_distance, ch
 
 
 def check_atoms(atoms: Atoms, elements: Sequence[int] | None, where: str) -> None:
-    """Reject an empty structure, elements outside ``elements``, and NaN/inf positions or cell.
+    """Reject an empty structure, elements outside the models' species, and NaN/inf positions or cell.
 
     Args:
         atoms: the structure.
@@ -20,7 +20,7 @@ def check_atoms(atoms: Atoms, elements: Sequence[int] | None, where: str) -> Non
     """
     if len(atoms) == 0:
         raise ValueError(f"{where}: the structure has no atoms")
-    check_numbers(atoms.numbers, where, elements)
+    check_numbers(atoms.numbers, where, elements, known_as="the model's species")
     check_finite("positions", atoms.positions, where)
     check_finite("cell", atoms.cell.array, where)
 

@@ -74,11 +74,13 @@ def structures_to_graphs(
         lo, hi = edge_ptr[g], edge_ptr[g + 1]
         local_edges = edge_index[:, lo:hi] - ptr[g]
         check_min_distance(length[lo:hi], local_edges.numpy(), s.where)
-        graphs.append(_make_data(s, local_edges, edge_shift[lo:hi], dtype))
+        graphs.append(_make_data(s, local_edges, edge_shift[lo:hi], r_max, dtype))
     return graphs
 
 
-def _make_data(s: Structure, edge_index: torch.Tensor, edge_shift: torch.Tensor, dtype: torch.dtype) -> Data:
+def _make_data(
+    s: Structure, edge_index: torch.Tensor, edge_shift: torch.Tensor, r_max: float, dtype: torch.dtype
+) -> Data:
     data = Data(
         **{
             keys.ATOMIC_NUMBERS: torch.from_numpy(s.numbers).long(),
@@ -87,6 +89,7 @@ def _make_data(s: Structure, edge_index: torch.Tensor, edge_shift: torch.Tensor,
             keys.EDGE_SHIFT: edge_shift.to(dtype),
             keys.CELL: torch.from_numpy(s.cell).to(dtype).reshape(1, 3, 3),
             keys.PBC: torch.from_numpy(s.pbc).reshape(1, 3),
+            keys.R_MAX: repr(float(r_max)),
         }
     )
     for name, value in s.targets.items():
@@ -122,7 +125,8 @@ def atoms_to_graph(
 
     Returns:
         :class:`Data` with ``z [N]``, ``pos [N, 3]``, ``edge_index [2, E]``,
-        ``edge_shift [E, 3]``, ``cell [1, 3, 3]``, ``pbc [1, 3]`` and, where present,
+        ``edge_shift [E, 3]``, ``cell [1, 3, 3]``, ``pbc [1, 3]``, the cutoff ``r_max``
+        (text, see :mod:`molequi.data.keys`) and, where present,
         ``energy [1]``, ``forces [N, 3]``, ``stress [1, 3, 3]``.
 
     Raises:

@@ -18,6 +18,14 @@ key                shape        meaning
 ``forces``         [N, 3]       eV / Angstrom
 ``stress``         [1, 3, 3]    eV / Angstrom^3, ASE sign convention, float64
 ``batch``          [N] long     graph of each atom (set by PyG ``Batch``)
+``r_max``          str          cutoff (Angstrom) the edges were built with, as text (e.g.
+                                ``"5.0"``) so that it stays a Python value through PyG
+                                collation and ``.to(device)`` (a float would become a
+                                tensor); a ``Batch`` holds a list, one per graph. A model
+                                refuses graphs built with a shorter cutoff than its own
+``fragment_index`` [N] long     optional fragment label of each atom (equal within a
+                                fragment), read by :class:`~molequi.models.nbody.NBodyNetwork`;
+                                offset per graph on collation like every ``index`` key
 ``has_<target>``   [1] bool     only in datasets read with ``fill_missing=True`` where some
                                 frames lack ``<target>``: False where the target is a
                                 zero placeholder that a loss must ignore
@@ -38,6 +46,8 @@ ENERGY = "energy"
 FORCES = "forces"
 STRESS = "stress"
 BATCH = "batch"
+R_MAX = "r_max"
+FRAGMENT_INDEX = "fragment_index"
 
 #: Targets stored in float64 whatever the model dtype (see :mod:`molequi.models.energy_head`).
 FLOAT64_TARGETS = (ENERGY, STRESS)

@@ -13,13 +13,16 @@ MIN_DISTANCE = 0.1
 MAX_ATOMIC_NUMBER = len(chemical_symbols) - 1
 
 
-def check_numbers(numbers: np.ndarray, where: str, elements: Iterable[int] | None = None) -> None:
+def check_numbers(
+    numbers: np.ndarray, where: str, elements: Iterable[int] | None = None, known_as: str = "the supported elements"
+) -> None:
     """Reject unknown elements, or elements outside ``elements`` when that is given.
 
     Args:
         numbers: [N] atomic numbers.
-        where: prefix for the error message, e.g. ``"data.xyz, frame 3"``.
+        where: prefix for the error message, e.g. ``"data.xyz, frame 3 (0-based)"``.
         elements: atomic numbers a model was trained on (None: any real element).
+        known_as: what ``elements`` are, for the message (e.g. ``"the model's species"``).
     """
     numbers = np.asarray(numbers)
     bad = np.flatnonzero((numbers < 1) | (numbers > MAX_ATOMIC_NUMBER))
@@ -31,7 +34,7 @@ def check_numbers(numbers: np.ndarray, where: str, elements: Iterable[int] | Non
         if unknown:
             names = ", ".join(f"{chemical_symbols[z]} (Z={z})" for z in unknown)
             known = ", ".join(chemical_symbols[z] for z in sorted(allowed))
-            raise ValueError(f"{where}: element(s) {names} not among the supported elements [{known}]")
+            raise ValueError(f"{where}: element(s) {names} not among {known_as} [{known}]")
 
 
 def check_finite(name: str, values: np.ndarray, where: str) -> None:

@@ -38,7 +38,7 @@ class AtomisticModel(torch.nn.Module, abc.ABC):
             ``energy [G]``, ``node_energy [N]``, and ``forces`` / ``stress`` when asked. During
             training the derivative graph is kept so that force and stress losses can be minimised.
         """
-        inputs = read_graph_inputs(data, self.r_max)
+        inputs = read_graph_inputs(data, self.r_max, dtype=next(self.parameters()).dtype)
         pos, cell = inputs.pos, inputs.cell
         wrt: list[torch.Tensor] = []
         if compute_forces or compute_stress:

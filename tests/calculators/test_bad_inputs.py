@@ -35,10 +35,10 @@ def _overlapping_periodic_image():
 
 
 BAD = {
-    "unknown element": (_unknown_element, "Ag"),
-    "overlapping atoms": (_overlapping, "closer than 0.1"),
-    "overlapping periodic image": (_overlapping_periodic_image, "closer than 0.1"),
-    "NaN position": (_nan_position, "NaN"),
+    "unknown element": (_unknown_element, r"element\(s\) Ag \(Z=47\) not among the model's species \[Cu, Au\]"),
+    "overlapping atoms": (_overlapping, r"atoms 0 and 1 are 0.0500 A apart \(closer than 0.1 A\)"),
+    "overlapping periodic image": (_overlapping_periodic_image, r"atoms 0 and 5 are 0.0300 A apart \(closer than 0.1"),
+    "NaN position": (_nan_position, r"positions contains NaN or inf \(at entry \(2, 1\)\)"),
     "empty": (lambda: Atoms(), "no atoms"),
 }
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch_geometric.loader import DataLoader
 
-from molequi.data import ASEDataset
+from molequi.data import ASEDataset, keys
 from molequi.data.units import HARTREE, KCAL_PER_MOL
 
 DEMO = Path(__file__).resolve().parents[2] / "datasets" / "demo"
@@ -133,7 +133,7 @@ def test_cache_is_reused_and_keyed_by_options(shared_data, tmp_path):
 def test_demo_dataset(tmp_path):
     path = DEMO / "emt_cu.extxyz"
     assert path.stat().st_size < 1_000_000
-    with pytest.raises(ValueError, match="frame 120: has targets .*stress.* fill_missing=True"):
+    with pytest.raises(ValueError, match=r"frame 120 \(0-based\): has targets .*stress.* fill_missing=True"):
         load(path, tmp_path)  # clusters have no stress, periodic frames do
     data = load(path, tmp_path, fill_missing=True)
     assert len(data) == 220
@@ -145,6 +145,17 @@ def test_demo_dataset(tmp_path):
     assert small and all((g.edge_index[0] == g.edge_index[1]).all() for g in small)  # only own images
     batch = next(iter(DataLoader(data, batch_size=220)))
     assert batch.stress.shape == (220, 3, 3) and batch.has_stress.shape == (220,) and int(batch.has_stress.sum()) == 100
+
+
+def test_graphs_record_their_cutoff_through_the_cache(tmp_path):
+    """A model refuses graphs built with a shorter cutoff than its own; the datasets record it (as text)."""
+    path = DEMO / "emt_cu.extxyz"
+    first = ASEDataset(path, r_max=3.5, index=":4", cache_dir=tmp_path, dtype=torch.float64)
+    again = ASEDataset(path, r_max=3.5, index=":4", cache_dir=tmp_path, dtype=torch.float64)  # from the cache
+    assert [g[keys.R_MAX] for g in first] == [g[keys.R_MAX] for g in again] == ["3.5"] * 4
+    assert next(iter(DataLoader(again, batch_size=4)))[keys.R_MAX] == ["3.5"] * 4
+    mixed = load(path, tmp_path, index="118:122", fill_missing=True)  # clusters, then periodic frames
+    assert keys.availability_key(keys.R_MAX) not in mixed[0]  # the cutoff is no target to fill
 
 
 def test_fill_missing_forces_have_atom_shape(tmp_path):
@@ -178,9 +189,9 @@ def write_frames(path: Path, n: int, bad: dict[int, str]) -> None:
 @pytest.mark.parametrize(
     "kind, message",
     [
-        ("close", "frame 3: atoms 1 and 2 are 0.0100 A apart"),
-        ("nan", "frame 3: positions contains NaN"),
-        ("no_energy", "frame 3: no energy under key 'REF_energy'"),
+        ("close", r"frame 3 \(0-based\): atoms 1 and 2 are 0.0100 A apart"),
+        ("nan", r"frame 3 \(0-based\): positions contains NaN"),
+        ("no_energy", r"frame 3 \(0-based\): no energy under key 'REF_energy'"),
     ],
 )
 def test_bad_frames_name_file_and_frame(tmp_path, kind, message):
@@ -193,7 +204,7 @@ def test_bad_frames_name_file_and_frame(tmp_path, kind, message):
 def test_skip_invalid_warns_how_many_and_why(tmp_path):
     path = tmp_path / "bad.extxyz"
     write_frames(path, 300, {3: "close", 290: "no_energy"})  # spans two chunks
-    with pytest.warns(UserWarning, match="2 frame\\(s\\) skipped: frame 3: .*0.0100 A apart.*frame 290: .*no energy"):
+    with pytest.warns(UserWarning, match=r"2 frame\(s\) skipped \(counted from 0\): frame 3: .*0.0100 A apart.*frame 290: .*no energy"):
         data = load(path, tmp_path, energy_key="REF_energy", skip_invalid=True)
     assert len(data) == 298 and data[3].energy.item() == -14.0
     with pytest.warns(UserWarning, match="2 frame"):  # the cache remembers the skips
@@ -204,7 +215,7 @@ def test_unknown_element_for_the_model(tmp_path):
     path = tmp_path / "water.extxyz"
     write_frames(path, 2, {})
     with pytest.raises(
-        ValueError, match=r"water.extxyz, frame 0: element\(s\) O \(Z=8\) not among the supported elements \[H, C\]"
+        ValueError, match=r"water.extxyz, frame 0 \(0-based\): element\(s\) O \(Z=8\) not among the supported elements \[H, C\]"
     ):
         load(path, tmp_path, elements=[1, 6])
 
@@ -216,7 +227,7 @@ def test_missing_file_and_unknown_format(tmp_path):
     junk.write_text("not a structure\n")
     with pytest.raises(ValueError, match="junk.foo: unknown file format"):
         load(junk, tmp_path)
-    with pytest.raises(ValueError, match="junk.foo: cannot parse frame 0 as extxyz"):
+    with pytest.raises(ValueError, match=r"junk.foo: cannot parse frame 0 \(0-based\) as extxyz"):
         load(junk, tmp_path, format="extxyz")
     with pytest.raises(ValueError, match="unknown energy unit"):
         load(DEMO / "emt_isolated_atoms.extxyz", tmp_path, energy_unit="kcal")

@@ -84,7 +84,7 @@ class ASEDataset(GraphDataset):
 
         def frames() -> Iterator[tuple[int, Structure | ValueError]]:
             for frame, atoms in iter_frames(self.path, index, fmt):
-                where = f"{self.path}, frame {frame}"
+                where = f"{self.path}, frame {frame} (0-based)"
                 try:
                     yield (
                         frame,

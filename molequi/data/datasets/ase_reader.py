@@ -75,7 +75,7 @@ def iter_frames(path: str | Path, index: str = ":", format: str | None = None) -
         except StopIteration:
             return
         except Exception as err:  # ASE raises many types for malformed files
-            raise ValueError(f"{path}: cannot parse frame {start + k * step} as {fmt}: {err}") from err
+            raise ValueError(f"{path}: cannot parse frame {start + k * step} (0-based) as {fmt}: {err}") from err
         yield start + k * step, atoms
 
 

@@ -14,7 +14,9 @@ from molequi.data.structure import Structure
 #: Frames converted per batched neighbour-list call.
 CHUNK_FRAMES = 256
 #: Graph attributes that describe the structure, not a target.
-_STRUCTURE_KEYS = {keys.ATOMIC_NUMBERS, keys.POSITIONS, keys.EDGE_INDEX, keys.EDGE_SHIFT, keys.CELL, keys.PBC}
+_STRUCTURE_KEYS = {
+    keys.ATOMIC_NUMBERS, keys.POSITIONS, keys.EDGE_INDEX, keys.EDGE_SHIFT, keys.CELL, keys.PBC, keys.R_MAX
+}  # fmt: skip
 
 
 def build_graphs(

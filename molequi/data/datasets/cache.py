@@ -16,7 +16,7 @@ from torch_geometric.data import Data, InMemoryDataset
 from ...io import atomic_torch_save
 
 #: Bump when the cached layout or the processing changes, to invalidate old caches.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def default_cache_dir() -> Path:
@@ -73,4 +73,5 @@ class GraphDataset(InMemoryDataset):
             skipped = meta["skipped"]
             reasons = "; ".join(f"frame {frame}: {reason}" for frame, reason in skipped[:3])
             more = f" (and {len(skipped) - 3} more)" if len(skipped) > 3 else ""
-            warnings.warn(f"{type(self).__name__}: {len(skipped)} frame(s) skipped: {reasons}{more}", stacklevel=3)
+            message = f"{type(self).__name__}: {len(skipped)} frame(s) skipped (counted from 0): {reasons}{more}"
+            warnings.warn(message, stacklevel=3)

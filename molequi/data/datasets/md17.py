@@ -159,7 +159,7 @@ class MD17(GraphDataset):
             def structures() -> Iterator[tuple[int, Structure]]:
                 for f in frames:
                     targets = {keys.ENERGY: energy[f], keys.FORCES: forces[f]}
-                    yield f, Structure.create(z, pos[f], targets=targets, where=f"{name}, frame {f}")
+                    yield f, Structure.create(z, pos[f], targets=targets, where=f"{name}, frame {f} (0-based)")
 
             graphs, skipped = build_graphs(structures(), r_max, dtype)
             return graphs, {
