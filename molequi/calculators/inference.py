@@ -1,4 +1,4 @@
-"""Inference with one model or a committee: models prepared once, evaluated on a batch, results as ASE wants them (mean and spread)."""
+"""Inference with one model or a committee: prepared once, run on a batch, ASE results (mean and spread)."""
 
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from ..data import neighbor_list
+from ..nn.edge_embedding import edge_vectors
 
 
 class Edges(NamedTuple):
@@ -65,8 +66,7 @@ class SkinNeighborList:
             self._reference = (pos.clone(), cell.clone(), pbc.clone())
             self.num_builds += 1
         edge_index, edge_shift = self._candidates
-        source, target = edge_index
-        vec = pos[source] - pos[target] + torch.einsum("ei,ij->ej", edge_shift, cell)  # [C, 3]
+        vec = edge_vectors(pos, edge_index, edge_shift, cell)  # [C, 3]
         squared = (vec * vec).sum(dim=1)
         keep = torch.nonzero(squared < self.r_max * self.r_max).flatten()
         return Edges(edge_index[:, keep], edge_shift[keep], squared[keep].sqrt())

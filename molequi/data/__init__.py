@@ -7,7 +7,7 @@ made with :class:`torch_geometric.loader.DataLoader`.
 from molequi.data import keys, units
 from molequi.data.datasets import MD17, QM9, ASEDataset, GraphDataset, random_split_indices
 from molequi.data.graph import atoms_to_graph, structures_to_graphs
-from molequi.data.neighborlist import available_backends, edge_vectors, neighbor_list
+from molequi.data.neighborlist import available_backends, neighbor_list
 from molequi.data.statistics import DatasetStatistics, compute_statistics, isolated_atom_energies
 from molequi.data.structure import Structure, structure_from_atoms
 
@@ -21,7 +21,6 @@ __all__ = [
     "atoms_to_graph",
     "available_backends",
     "compute_statistics",
-    "edge_vectors",
     "isolated_atom_energies",
     "keys",
     "neighbor_list",

@@ -13,6 +13,7 @@ from molequi.data import keys
 from molequi.data.neighborlist import neighbor_list
 from molequi.data.structure import Structure, structure_from_atoms
 from molequi.data.validation import MIN_DISTANCE, check_cell, check_finite, check_min_distance, check_numbers
+from molequi.nn.edge_embedding import edge_vectors
 
 
 def structures_to_graphs(
@@ -63,10 +64,8 @@ def structures_to_graphs(
     batch = torch.repeat_interleave(torch.arange(len(structures)), counts)
     edge_index, edge_shift = neighbor_list(pos, r_max, cell, pbc, batch)
 
-    source, target = edge_index
-    vec = pos[source] - pos[target] + torch.einsum("ei,eij->ej", edge_shift, cell[batch[target]])
-    length = vec.norm(dim=1).numpy()
-    edge_counts = torch.bincount(batch[target], minlength=len(structures)).tolist()
+    length = edge_vectors(pos, edge_index, edge_shift, cell, batch).norm(dim=1).numpy()
+    edge_counts = torch.bincount(batch[edge_index[1]], minlength=len(structures)).tolist()
     edge_ptr = np.concatenate([[0], np.cumsum(edge_counts)])
 
     graphs = []

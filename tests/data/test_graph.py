@@ -9,7 +9,8 @@ from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 from torch_geometric.data import Batch
 
-from molequi.data import atoms_to_graph, edge_vectors, keys
+from molequi.data import atoms_to_graph, keys
+from molequi.nn.edge_embedding import edge_vectors
 
 
 def water_with_results() -> Atoms:

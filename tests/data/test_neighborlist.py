@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from molequi.data import available_backends, edge_vectors, neighbor_list
+from molequi.data import available_backends, neighbor_list
+from molequi.nn.edge_embedding import edge_vectors
 
 BACKENDS = available_backends()
 

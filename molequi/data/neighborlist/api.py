@@ -98,20 +98,3 @@ def _choose_backend(systems: Systems) -> str:
         return "ase"
     return "torch"
 
-
-def edge_vectors(
-    pos: Tensor, edge_index: Tensor, edge_shift: Tensor, cell: Tensor, batch: Tensor | None = None
-) -> Tensor:
-    """Vectors from each target atom i to the image of its source atom j.
-
-    Args:
-        pos: [N, 3]; edge_index: [2, E]; edge_shift: [E, 3];
-        cell: [B, 3, 3] (or [3, 3] for one graph); batch: [N] or None for one graph.
-
-    Returns:
-        [E, 3] ``pos[j] - pos[i] + edge_shift @ cell[graph of i]`` (differentiable in pos and cell).
-    """
-    source, target = edge_index[0], edge_index[1]
-    cell = cell.reshape(-1, 3, 3)
-    graph = torch.zeros_like(target) if batch is None else batch[target]
-    return pos[source] - pos[target] + torch.einsum("ei,eij->ej", edge_shift, cell[graph])
