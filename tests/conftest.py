@@ -1,4 +1,4 @@
-"""Shared fixtures: default dtype control and the location of ``../shared`` data."""
+"""Shared fixtures: one torch thread, default dtype control and the location of ``../shared`` data."""
 
 from __future__ import annotations
 
@@ -10,6 +10,17 @@ import torch
 from molequi.dtypes import default_dtype
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_thread():
+    """One torch thread for the whole suite: the tests run on a shared 2-core machine, where several
+    threads per process spin against each other on these small tensors (10x slower under load) and
+    results would depend on the thread count. A test that needs more threads sets and restores them."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(params=[torch.float64, torch.float32], ids=["float64", "float32"])

@@ -9,23 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 from calc_systems import R_MAX, SMALL, small_model
 
 from molequi.models import AtomisticModel, EquivariantPotential, load_model
 from molequi.training import load_config, train
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(autouse=True, scope="package")
-def one_thread():
-    """One torch thread: these models are tiny, and on a shared 2-core machine several threads
-    per process spin against each other (10x slower under load)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="package")

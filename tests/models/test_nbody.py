@@ -45,15 +45,6 @@ def _build(**options) -> NBodyNetwork:
         return NBodyNetwork(options.pop("species", SPECIES), r_max=options.pop("r_max", 3.0), **(SMALL | options))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tests share a 2-core machine: one torch thread each (many small ops gain nothing from two)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def model() -> NBodyNetwork:
     """The default model (hierarchy, tensor-product square) with the dipole head."""

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 DEMO_DATA = REPOSITORY / "datasets" / "demo" / "emt_cu.extxyz"
@@ -17,15 +16,6 @@ TINY_MODEL = {
     "r_max": 3.0, "num_layers": 1, "hidden_irreps": "4x0e+2x1o", "lmax": 1,
     "num_radial": 4, "radial_hidden": [8], "readout_hidden": 4,
 }  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tests share a 2-core machine: one torch thread each (also makes timings and results stable)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="session")
