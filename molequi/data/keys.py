@@ -28,7 +28,7 @@ key                shape        meaning
                                 offset per graph on collation like every ``index`` key
 ``has_<target>``   [1] bool     only in datasets read with ``fill_missing=True`` where some
                                 frames lack ``<target>``: False where the target is a
-                                zero placeholder that a loss must ignore
+                                zero placeholder, which the loss and metrics leave out
 =================  ===========  ===========================================================
 
 Per-graph tensors carry a leading axis of length 1 so that PyG ``Batch`` concatenates

@@ -13,7 +13,6 @@ from ..data import keys
 from ..data.datasets import QM9, ASEDataset, random_split_indices
 from ..data.statistics import isolated_atom_energies
 from ..data.units import energy_unit_factor
-from .ase_frames import ASETrainingSet
 from .config import DataConfig
 
 
@@ -33,8 +32,16 @@ class Splits:
     indices: dict[str, list[int]]
 
     def has(self, key: str) -> bool:
-        """Whether the training graphs carry the target ``key`` (``energy``, ``forces``, ``stress``)."""
-        return key in self.train[0]
+        """Whether the training graphs carry the target ``key`` (``energy``, ``forces``, ``stress``) for a loss.
+
+        Energies and forces count where at least one training graph has a real value (the loss
+        leaves the placeholders of the others out); stress only where every graph has one, since
+        the stress of a batch needs every graph periodic.
+        """
+        if key not in self.train[0]:
+            return False
+        real = _flags(self.train, keys.availability_key(key))
+        return real is None or bool(real.all() if key == keys.STRESS else real.any())
 
 
 def read_dataset(
@@ -51,8 +58,9 @@ def read_dataset(
 ) -> Dataset:
     """All graphs of one file (see :class:`~molequi.training.config.DataConfig` for the arguments).
 
-    ASE files are read with :class:`~molequi.training.ase_frames.ASETrainingSet`, which leaves out a
-    target that only some frames have (e.g. the stress of the periodic frames of a mixed file).
+    ASE files are read with :class:`~molequi.data.ASEDataset` and ``fill_missing=True``: a target
+    that only some frames have (e.g. the stress of the periodic frames of a mixed file) is a zero
+    placeholder in the others, flagged ``has_<target>`` False, which the loss and the metrics leave out.
 
     Raises:
         FileNotFoundError: no such file.
@@ -67,9 +75,9 @@ def read_dataset(
         raise ValueError(f"unknown data format {format!r}; expected ase or qm9")
     if target is not None:
         raise ValueError("a target property is only read from QM9 (use the energy key for other files)")
-    return ASETrainingSet(
+    return ASEDataset(
         path, r_max=r_max, energy_key=energy_key, forces_key=forces_key, stress_key=stress_key,
-        energy_unit=energy_unit, dtype=dtype, cache_dir=cache_dir,
+        energy_unit=energy_unit, fill_missing=True, dtype=dtype, cache_dir=cache_dir,
     )  # fmt: skip
 
 
@@ -117,6 +125,13 @@ def _draw(config: DataConfig, num: int, test_num: int, seed: int) -> dict[str, l
         keep = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[: config.test_size]
         test = test[keep.sort().values]
     return {"train": train.tolist(), "val": val.tolist(), "test": test.tolist()}
+
+
+def _flags(dataset: InMemoryDataset, flag: str) -> torch.Tensor | None:
+    """``[G]`` per-graph bool ``flag`` of the graphs of ``dataset`` (a view of an in-memory dataset), or None."""
+    if flag not in dataset._data:
+        return None
+    return dataset._data[flag].reshape(-1)[torch.as_tensor(list(dataset.indices()), dtype=torch.long)]
 
 
 def _elements(dataset: InMemoryDataset) -> set[int]:

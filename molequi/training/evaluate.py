@@ -55,7 +55,9 @@ def evaluate(
     if len(dataset) == 0:
         return metrics, (Predictions((np.zeros(0), np.zeros(0))) if collect else None)
     sample = dataset[0]
-    compute_forces, compute_stress = keys.FORCES in sample, keys.STRESS in sample
+    # stress placeholders (has_stress) mark frames without stress, typically non-periodic: no batch stress then
+    compute_forces = keys.FORCES in sample
+    compute_stress = keys.STRESS in sample and keys.availability_key(keys.STRESS) not in sample
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
         batch = batch.to(device)
         with torch.enable_grad():

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from ..data import keys
-from .loss import atoms_per_graph
+from .loss import atoms_per_graph, available
 
 #: Quantities tracked, in the order of the accumulator's rows.
 QUANTITIES = ("energy", "energy_per_atom", "forces", "stress")
@@ -60,20 +60,30 @@ class MetricAccumulator:
 def errors(pred: Mapping[str, torch.Tensor], batch: Any) -> dict[str, torch.Tensor | None]:
     """Prediction minus reference for each of :data:`QUANTITIES` (None where either is missing).
 
+    Placeholder targets (``has_<target>`` False, see :mod:`molequi.data.keys`) are left out: the
+    graphs without a real energy or stress, the atoms of the graphs without real forces.
+
     Returns:
-        ``energy [G]``, ``energy_per_atom [G]``, ``forces [N, 3]``, ``stress [G, 3, 3]``.
+        ``energy [G']``, ``energy_per_atom [G']``, ``forces [N', 3]``, ``stress [G'', 3, 3]`` over
+        the real targets.
     """
 
     def has(key: str) -> bool:
         return key in pred and key in batch
 
+    def real(diff: torch.Tensor, key: str, per_atom: bool = False) -> torch.Tensor:
+        flags = available(batch, key, batch.num_graphs)
+        if flags is None:
+            return diff
+        return diff[flags[batch[keys.BATCH]] if per_atom else flags]
+
     out: dict[str, torch.Tensor | None] = dict.fromkeys(QUANTITIES)
     if has(keys.ENERGY):
         energy = pred[keys.ENERGY] - batch[keys.ENERGY]
-        out["energy"] = energy
-        out["energy_per_atom"] = energy / atoms_per_graph(batch, energy.shape[0]).to(energy.dtype)
+        out["energy"] = real(energy, keys.ENERGY)
+        out["energy_per_atom"] = real(energy / atoms_per_graph(batch, energy.shape[0]).to(energy.dtype), keys.ENERGY)
     if has(keys.FORCES):
-        out["forces"] = pred[keys.FORCES] - batch[keys.FORCES]
+        out["forces"] = real(pred[keys.FORCES] - batch[keys.FORCES], keys.FORCES, per_atom=True)
     if has(keys.STRESS):
-        out["stress"] = pred[keys.STRESS] - batch[keys.STRESS].reshape(-1, 3, 3)
+        out["stress"] = real(pred[keys.STRESS] - batch[keys.STRESS].reshape(-1, 3, 3), keys.STRESS)
     return out

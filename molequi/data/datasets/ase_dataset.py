@@ -40,8 +40,9 @@ class ASEDataset(GraphDataset):
             why, instead of raising.
         fill_missing: accept frames that lack a target others have (e.g. stress only on
             periodic frames): the gap is filled with zeros and each graph gets a
-            ``has_<target>`` [1] bool flag (False = placeholder). Without it such a file
-            raises, naming the first frame that differs.
+            ``has_<target>`` [1] bool flag (False = placeholder, left out by
+            :mod:`molequi.training.loss` and :mod:`molequi.training.metrics`; training reads
+            ASE files this way). Without it such a file raises, naming the first frame that differs.
         dtype: float dtype of the graphs (default ``torch.get_default_dtype()``).
         cache_dir: folder of the processed file (default :func:`~molequi.data.datasets.cache.default_cache_dir`).
         transform: PyG transform applied on access.
