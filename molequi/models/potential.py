@@ -10,7 +10,6 @@ from e3nn import o3
 from ..nn.conv import InteractionBlock
 from ..nn.edge_embedding import EdgeEmbedding, safe_norm
 from ..nn.embedding import SpeciesIndex
-from ..nn.radial import polynomial_cutoff
 from ..nn.readout import DipoleReadout, ScalarReadout
 from .atomistic import AtomisticModel
 from .energy_head import PerSpeciesEnergy, per_species_config, reference_energies_config
@@ -125,7 +124,7 @@ class EquivariantPotential(AtomisticModel):
         edge_sh, edge_radial = self.edge_embedding(edge_vec)  # [E, sh], [E, num_radial]
         if self.config["radial_species"]:
             source, target = inputs.edge_index
-            envelope = polynomial_cutoff(safe_norm(edge_vec), self.r_max)[:, None]  # [E, 1]
+            envelope = self.edge_embedding.radial.cutoff(safe_norm(edge_vec))[:, None]  # [E, 1]
             pair = torch.cat([one_hot[source], one_hot[target]], dim=1) * envelope  # [E, 2 S]
             edge_radial = torch.cat([edge_radial, pair], dim=1)  # [E, num_radial + 2 S]
         features = self.embedding(one_hot)  # [N, hidden scalars]
