@@ -97,6 +97,7 @@ def test_relu_on_vectors_is_caught_by_the_kit(float64):
         ("tensor_product", "4x1o", {"irreps_in": "4x0e"}, "tensor_product.*1o"),
         ("gate", "", {}, "gate.*empty"),
         ("norm", "4x0e", {"act": "nope"}, "norm.*unknown activation"),
+        ("norm", "4x0e", {"epsilon": 0.0}, "norm.*epsilon=0.0 must be positive"),
         ("gate", "4x0e", {"colour": "red"}, "gate.*bad options"),
         ("swish", "4x0e", {}, "unknown nonlinearity family"),
     ],
