@@ -101,7 +101,8 @@ def read_graph_inputs(data: Any, r_max: float, dtype: torch.dtype | None = None)
     g = _num_graphs(data, batch, cell)
     if cell is None:
         cell = pos.new_zeros(g, 3, 3)
-    _require(cell, "cell", f"a float tensor [G, 3, 3] = [{g}, 3, 3]", lambda t: t.numel() == 9 * g and t.is_floating_point())
+    needs = f"a float tensor [G, 3, 3] = [{g}, 3, 3]"
+    _require(cell, "cell", needs, lambda t: t.numel() == 9 * g and t.is_floating_point())
     if pbc is None:
         pbc = torch.zeros(g, 3, dtype=torch.bool, device=pos.device)
     _require(pbc, "pbc", f"a bool tensor [G, 3] = [{g}, 3]", lambda t: t.numel() == 3 * g and t.dtype == torch.bool)
@@ -111,11 +112,13 @@ def read_graph_inputs(data: Any, r_max: float, dtype: torch.dtype | None = None)
         from ..data import neighbor_list
 
         edge_index, edge_shift = neighbor_list(pos.detach(), r_max, cell=cell, pbc=pbc, batch=batch)
-    _require(edge_index, "edge_index", "an int64 tensor [2, E]", lambda t: t.ndim == 2 and t.shape[0] == 2 and t.dtype == torch.long)
+    needs = "an int64 tensor [2, E]"
+    _require(edge_index, "edge_index", needs, lambda t: t.ndim == 2 and t.shape[0] == 2 and t.dtype == torch.long)
     e = edge_index.shape[1]
     if edge_shift is None:
         edge_shift = pos.new_zeros(e, 3)
-    _require(edge_shift, "edge_shift", f"a tensor [E, 3] = [{e}, 3] (one cell shift per edge)", lambda t: t.shape == (e, 3))
+    needs = f"a tensor [E, 3] = [{e}, 3] (one cell shift per edge)"
+    _require(edge_shift, "edge_shift", needs, lambda t: t.shape == (e, 3))
     fragment_index = _get(data, keys.FRAGMENT_INDEX)
     if fragment_index is not None:
         _require(fragment_index, "fragment_index", f"an integer tensor [N] = [{n}]", _integer_vector(n))
@@ -131,7 +134,8 @@ def _require(value: Any, name: str, needs: str, test: Callable[[torch.Tensor], b
     """Raise unless ``value`` is a tensor passing ``test``; the message says what ``name`` needs and what it got."""
     if isinstance(value, torch.Tensor) and test(value):
         return
-    got = f"{value.dtype} tensor of shape {list(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
+    is_tensor = isinstance(value, torch.Tensor)
+    got = f"{value.dtype} tensor of shape {list(value.shape)}" if is_tensor else type(value).__name__
     raise ValueError(f"model input: '{name}' must be {needs}, got a {got}")
 
 

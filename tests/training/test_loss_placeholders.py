@@ -25,7 +25,8 @@ def _graph(n: int, real: dict[str, bool], generator: torch.Generator) -> Data:
     data = Data(z=torch.ones(n, dtype=torch.long), pos=torch.randn(n, 3, generator=generator, dtype=torch.float64))
     shapes = {keys.ENERGY: (1,), keys.FORCES: (n, 3), keys.STRESS: (1, 3, 3)}
     for target, shape in shapes.items():
-        data[target] = torch.randn(*shape, generator=generator, dtype=torch.float64) if real[target] else torch.zeros(shape, dtype=torch.float64)
+        value = torch.randn(*shape, generator=generator, dtype=torch.float64)
+        data[target] = value if real[target] else torch.zeros_like(value)
         data[keys.availability_key(target)] = torch.tensor([real[target]])
     return data
 
