@@ -15,7 +15,12 @@ class AtomisticModel(torch.nn.Module, abc.ABC):
     """An energy model ``E = sum_i E_i`` with ``F = -dE/dpos`` and stress ``(1/V) dE/d(strain)``.
 
     Subclasses implement :meth:`node_energies` and keep their constructor arguments in
-    ``self.config`` (a JSON-able dict) so a checkpoint can rebuild them; they set ``self.r_max``.
+    ``self.config`` (a JSON-able dict) so a checkpoint can rebuild them; they set ``self.r_max``
+    and ``self.species_index`` (:class:`~molequi.nn.embedding.SpeciesIndex`).
+
+    Graphs from molequi's datasets and calculator are validated where they enter and the forward
+    pass makes no host synchronisation; raw input without ``edge_index`` (whose neighbour list is
+    built here anyway) has its elements checked here.
     """
 
     r_max: float
@@ -39,6 +44,8 @@ class AtomisticModel(torch.nn.Module, abc.ABC):
             training the derivative graph is kept so that force and stress losses can be minimised.
         """
         inputs = read_graph_inputs(data, self.r_max, dtype=next(self.parameters()).dtype)
+        if inputs.edges_built:  # raw input (no graph from a dataset or calculator): validated here
+            self.species_index.check(inputs.z)
         pos, cell = inputs.pos, inputs.cell
         wrt: list[torch.Tensor] = []
         if compute_forces or compute_stress:

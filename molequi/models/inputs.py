@@ -35,6 +35,8 @@ class GraphInputs:
         pbc: ``[G, 3]`` bool.
         fragment_index: ``[N]`` fragment label of each atom (:data:`~molequi.data.keys.FRAGMENT_INDEX`),
             or None when the input has none.
+        edges_built: the input had no ``edge_index`` and the neighbour list was built here (raw
+            input, not a graph from a dataset or calculator, whose values are validated there).
     """
 
     z: torch.Tensor
@@ -46,6 +48,7 @@ class GraphInputs:
     cell: torch.Tensor
     pbc: torch.Tensor
     fragment_index: torch.Tensor | None = None
+    edges_built: bool = False
 
 
 def _get(data: Any, key: str) -> Any:
@@ -108,7 +111,8 @@ def read_graph_inputs(data: Any, r_max: float, dtype: torch.dtype | None = None)
     _require(pbc, "pbc", f"a bool tensor [G, 3] = [{g}, 3]", lambda t: t.numel() == 3 * g and t.dtype == torch.bool)
     cell, pbc = cell.reshape(g, 3, 3).to(pos.dtype), pbc.reshape(g, 3)
     edge_index, edge_shift = _get(data, keys.EDGE_INDEX), _get(data, keys.EDGE_SHIFT)
-    if edge_index is None:
+    edges_built = edge_index is None
+    if edges_built:
         from ..data import neighbor_list
 
         edge_index, edge_shift = neighbor_list(pos.detach(), r_max, cell=cell, pbc=pbc, batch=batch)
@@ -122,7 +126,7 @@ def read_graph_inputs(data: Any, r_max: float, dtype: torch.dtype | None = None)
     fragment_index = _get(data, keys.FRAGMENT_INDEX)
     if fragment_index is not None:
         _require(fragment_index, "fragment_index", f"an integer tensor [N] = [{n}]", _integer_vector(n))
-    return GraphInputs(z, pos, batch, g, edge_index, edge_shift.to(pos.dtype), cell, pbc, fragment_index)
+    return GraphInputs(z, pos, batch, g, edge_index, edge_shift.to(pos.dtype), cell, pbc, fragment_index, edges_built)
 
 
 def _integer_vector(n: int) -> Callable[[torch.Tensor], bool]:
