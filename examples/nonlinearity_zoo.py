@@ -1,7 +1,8 @@
 """Nonlinearity zoo: O(3) equivariance error and cost of every nonlinearity family on the same input.
 
-For each family of :mod:`molequi.nn.nonlinearities` (the Fourier family twice: with an exact
-polynomial activation and with SiLU at its default grid) this builds the layer on the features
+For each family of :mod:`molequi.nn.nonlinearities` (the Fourier family three times: with an exact
+polynomial activation, with SiLU at its default grid and with SiLU on a coarse grid, where the
+aliasing error shows) this builds the layer on the features
 ``16x0e+16x1o+16x2e`` and measures, on one batch of random features,
 
 - the O(3) equivariance error ``max |f(D_in(g) x) - D_out(g) f(x)|`` over random rotations and
@@ -75,6 +76,7 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("tensor_product", "tensor_product", {}),
     Variant("fourier (x/2+x^2/4, degree 2)", "fourier", {"act": silu_quadratic, "degree": 2}),
     Variant("fourier (silu, default grid)", "fourier", {"act": "silu"}),
+    Variant("fourier (silu, resolution 12)", "fourier", {"act": "silu", "resolution": 12}),
 )
 
 

@@ -160,3 +160,37 @@ def test_norm_output_and_jacobian_are_continuous_at_zero_with_a_bias(irreps, flo
         assert error < max(previous_error, 1e-12)  # the Jacobian converges to its value at 0
         previous_error = error
     assert previous_error < 1e-12
+
+
+@pytest.mark.parametrize("lmax", [1, 2, 3])
+def test_fourier_default_grid_is_equivariant_to_1e_minus_6_with_silu(lmax, float64):
+    irreps = "+".join(f"8x{l}{'eo'[l % 2]}" for l in range(lmax + 1))
+    act = nonlinearities.build("fourier", irreps)
+    assert not act.exact and act.act_name == "silu"
+    errors = [
+        equivariance_error(act, act.irreps_in, act.irreps_out, generator=torch.Generator().manual_seed(seed))
+        for seed in range(3)
+    ]
+    print(f"fourier(silu), L={lmax}, default resolution {act.resolution}: O(3) error {max(errors):.1e}")
+    assert max(errors) < 1e-6
+
+
+@pytest.mark.parametrize("name", sorted(nonlinearities.FAMILIES))
+def test_reset_parameters_reinitialises_like_a_fresh_construction(name, float64):
+    irreps = "6x0e" if name == "scalar" else "4x0e+4x1o+4x2e"
+    torch.manual_seed(1)
+    fresh = nonlinearities.build(name, irreps)
+    act = nonlinearities.build(name, irreps)
+    with torch.no_grad():
+        for parameter in act.parameters():
+            parameter.add_(0.3 * torch.randn_like(parameter) + 0.1)
+    perturbed = {n: p.detach().clone() for n, p in act.named_parameters() if p.numel()}
+    assert bool(perturbed) == (name in {"norm", "tensor_product"})  # the others have no parameters
+    act.reset_parameters()
+    assert all(not torch.equal(act.get_parameter(n), value) for n, value in perturbed.items())
+    torch.manual_seed(1)
+    act.reset_parameters()
+    theirs = dict(fresh.named_parameters())
+    assert all(torch.equal(p, theirs[n]) for n, p in act.named_parameters())
+    features = act.irreps_in.randn(5, -1)
+    torch.testing.assert_close(act(features), fresh(features), atol=0, rtol=0)

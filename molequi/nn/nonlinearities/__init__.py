@@ -1,7 +1,8 @@
 """Equivariant nonlinearities behind one interface.
 
-Every family maps ``[..., irreps_in.dim] -> [..., irreps_out.dim]`` and commutes with O(3).
-Build one by name::
+Every family maps ``[..., irreps_in.dim] -> [..., irreps_out.dim]`` and commutes with O(3):
+exactly where ``exact`` is True, else up to an aliasing error (the Fourier family with a
+non-polynomial activation: below 1e-6 on its default grid). Build one by name::
 
     act = molequi.nn.nonlinearities.build("gate", "16x0e+8x1o")
     act.irreps_in   # what the layer before must produce: 16x0e+8x1o+8x0e

@@ -8,6 +8,8 @@ import torch
 from e3nn import o3
 from e3nn.math import normalize2mom
 
+from ..init import reset_children
+
 ActivationLike = Union[str, Callable[[torch.Tensor], torch.Tensor]]
 
 _NAMED_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -70,6 +72,14 @@ class EquivariantNonlinearity(torch.nn.Module):
     irreps_in: o3.Irreps
     irreps_out: o3.Irreps
     exact: bool
+
+    def reset_parameters(self) -> None:
+        """Re-initialise the learnable parameters as at construction (PyG contract; none for some families)."""
+        reset_children(self)
+
+    def inexact_hint(self) -> str:
+        """For an inexact layer: what limits its accuracy and which options improve it ("" when exact)."""
+        return ""
 
     def extra_repr(self) -> str:
         return f"{self.irreps_in} -> {self.irreps_out}, exact={self.exact}"

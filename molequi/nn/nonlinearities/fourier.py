@@ -20,15 +20,18 @@ class FourierActivation(EquivariantNonlinearity):
     spherical polynomial of degree ``<= resolution`` exactly. With ``act`` a polynomial of degree
     ``p``, ``act(f_c)`` has degree ``p L`` and the projection onto ``l <= L`` integrates degree
     ``(p + 1) L``, so ``resolution >= (p + 1) L`` makes the layer exactly equivariant. For other
-    activations the layer is equivariant up to the aliasing error, which falls as ``resolution``
-    grows (``exact = False``).
+    activations the layer is equivariant up to the aliasing error, which falls exponentially as
+    ``resolution`` grows (``exact = False``). The default grid for them, ``16 L + 8``, keeps the
+    O(3) error of SiLU on unit-variance coefficients below ``2e-7`` for ``L = 1..6`` (measured in
+    float64, ``tests/nn/test_nonlinearities.py``) at a cost of ``(8 L + 5)(16 L + 9)`` grid points.
 
     Args:
         irreps_out: ``C x l`` with parity ``(-1)^l`` for ``l = 0..L`` in this order, e.g. ``"8x0e+8x1o+8x2e"``.
         act: pointwise activation (default ``"silu"``); rescaled to unit second moment.
         degree: declare ``act`` a polynomial of this degree (then ``act`` must be given); the default
             grid is then the smallest exact one, ``resolution = (degree + 1) L``.
-        resolution: quadrature degree of the grid (default ``(degree + 1) L``, else ``6 L``).
+        resolution: quadrature degree of the grid (default ``(degree + 1) L``, else ``16 L + 8``; 0 for ``L = 0``,
+            where the layer is element-wise and exact).
 
     Shapes:
         ``[..., irreps_out.dim] -> [..., irreps_out.dim]``.
@@ -58,18 +61,26 @@ class FourierActivation(EquivariantNonlinearity):
                 "degree and the polynomial itself as act="
             )
         lmax = len(irreps) - 1
-        exact_resolution = (degree + 1) * lmax if degree is not None else None
+        exact_resolution = (degree + 1) * lmax if degree is not None else 0 if lmax == 0 else None
         if resolution is None:
-            resolution = exact_resolution if exact_resolution is not None else 6 * lmax
+            resolution = exact_resolution if exact_resolution is not None else 16 * lmax + 8
         if resolution < 0:
             raise ValueError(f"fourier nonlinearity: resolution={resolution} must be >= 0")
         self.irreps_in = self.irreps_out = irreps
-        self.exact = lmax == 0 or (exact_resolution is not None and resolution >= exact_resolution)
+        self.exact = exact_resolution is not None and resolution >= exact_resolution
         self.channels, self.lmax, self.resolution = channels, lmax, resolution
-        self.act = normalized_activation(act if act is not None else "silu", self.family)
+        act = act if act is not None else "silu"
+        self.act_name = act if isinstance(act, str) else getattr(act, "__name__", repr(act))
+        self.act = normalized_activation(act, self.family)
         to_grid, from_grid = _sphere_quadrature(lmax, resolution)
         self.register_buffer("to_grid", to_grid.to(torch.get_default_dtype()))
         self.register_buffer("from_grid", from_grid.to(torch.get_default_dtype()))
+
+    def inexact_hint(self) -> str:
+        return (
+            f"act={self.act_name!r} on a resolution-{self.resolution} grid; a larger resolution= lowers the "
+            "error, a polynomial act declared with degree= makes the layer exact"
+        )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """``features [..., C * (L+1)^2] -> [..., C * (L+1)^2]``."""

@@ -56,6 +56,10 @@ class NormActivation(EquivariantNonlinearity):
         )
         self.register_buffer("channel", channel, persistent=False)
 
+    def reset_parameters(self) -> None:
+        """Biases back to their initial value, zero."""
+        torch.nn.init.zeros_(self.bias)
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """``features [..., dim] -> [..., dim]``."""
         squared = features.new_zeros(features.shape[:-1] + (self.irreps_in.num_irreps,))
