@@ -2,7 +2,9 @@
 
 A model file is a dict ``{format_version, model, config, state_dict, statistics, units, versions}``
 written atomically (temporary file, then ``os.replace``), so an interrupted write never leaves a
-truncated file behind.
+truncated file behind. The class a file names must be registered
+(:func:`molequi.models.registry.register_model`; ``MODEL_CLASSES`` and ``register_model`` are
+re-exported here).
 """
 
 from __future__ import annotations
@@ -17,19 +19,12 @@ from ..dtypes import default_dtype
 from ..io import atomic_torch_save
 from .atomistic import AtomisticModel
 from .energy_head import upgrade_state_dict
-from .potential import EquivariantPotential
+from .registry import MODEL_CLASSES, model_class, register_model
+
+__all__ = ["FORMAT_VERSION", "MODEL_CLASSES", "UNITS", "load_model", "model_from_dict", "model_to_dict", "register_model", "save_model"]
 
 FORMAT_VERSION = 1
 UNITS = {"energy": "eV", "length": "Angstrom", "forces": "eV/Angstrom", "stress": "eV/Angstrom^3"}
-
-#: Model classes a file can name.
-MODEL_CLASSES: dict[str, type[AtomisticModel]] = {"EquivariantPotential": EquivariantPotential}
-
-
-def register_model(cls: type[AtomisticModel]) -> type[AtomisticModel]:
-    """Make ``cls`` loadable from model files (usable as a class decorator)."""
-    MODEL_CLASSES[cls.__name__] = cls
-    return cls
 
 
 def package_versions() -> dict[str, str]:
@@ -50,7 +45,7 @@ def package_versions() -> dict[str, str]:
 def model_to_dict(model: AtomisticModel, statistics: dict[str, Any] | None = None) -> dict[str, Any]:
     """The data describing ``model`` (see the module docstring); tensors are moved to the CPU."""
     name = type(model).__name__
-    if name not in MODEL_CLASSES:
+    if MODEL_CLASSES.get(name) is not type(model):
         raise ValueError(f"model class {name} is not registered; use molequi.models.register_model")
     return {
         "format_version": FORMAT_VERSION,
@@ -73,11 +68,13 @@ def model_from_dict(record: dict[str, Any]) -> AtomisticModel:
     """Rebuild a model from :func:`model_to_dict`'s output (in its saved dtype, on the CPU)."""
     if record.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"unsupported model file format {record.get('format_version')!r} (expected {FORMAT_VERSION})")
-    if record["model"] not in MODEL_CLASSES:
-        raise ValueError(f"model file names unknown model class {record['model']!r}; known: {sorted(MODEL_CLASSES)}")
+    try:
+        cls = model_class(record["model"])
+    except ValueError as error:
+        raise ValueError(f"model file names an {error}") from None
     dtype = getattr(torch, record.get("dtype", "float32"))
     with default_dtype(dtype):
-        model = MODEL_CLASSES[record["model"]](**record["config"])
+        model = cls(**record["config"])
     model.load_state_dict(upgrade_state_dict(record["state_dict"]))
     return model
 

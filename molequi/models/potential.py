@@ -14,8 +14,10 @@ from ..nn.readout import DipoleReadout, ScalarReadout
 from .atomistic import AtomisticModel
 from .energy_head import PerSpeciesEnergy, per_species_config, reference_energies_config
 from .inputs import GraphInputs
+from .registry import register_model
 
 
+@register_model
 class EquivariantPotential(AtomisticModel):
     """An O(3)-equivariant message-passing interatomic potential (NequIP-style).
 

@@ -12,7 +12,7 @@ from ...nn.edge_embedding import EdgeEmbedding, safe_norm
 from ...nn.embedding import SpeciesIndex
 from ...nn.readout import DipoleReadout
 from ..atomistic import AtomisticModel
-from ..checkpoint import register_model
+from ..registry import register_model
 from ..inputs import GraphInputs
 from ..energy_head import PerSpeciesEnergy, per_species_config, reference_energies_config
 from ..potential import scalar_part
