@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from ..nn.edge_embedding import edge_vectors
+from ..nn.init import reset_children
 from .inputs import GraphInputs, read_graph_inputs
 
 
@@ -25,6 +26,10 @@ class AtomisticModel(torch.nn.Module, abc.ABC):
 
     r_max: float
     config: dict[str, Any]
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every weight as at construction (PyG's contract; buffers such as E0 are kept)."""
+        reset_children(self)
 
     @abc.abstractmethod
     def node_energies(self, inputs: GraphInputs, edge_vec: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -122,7 +122,7 @@ class EquivariantPotential(AtomisticModel):
     def node_energies(self, inputs: GraphInputs, edge_vec: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-atom energies ``[N]`` from the graph and its edge vectors ``[E, 3]``."""
         species = self.species_index(inputs.z)  # [N]
-        one_hot = torch.nn.functional.one_hot(species, self.species_index.num_species).to(edge_vec.dtype)
+        one_hot = self.species_index.one_hot(inputs.z).to(edge_vec.dtype)  # [N, S], a lookup (no host sync)
         edge_sh, edge_radial = self.edge_embedding(edge_vec)  # [E, sh], [E, num_radial]
         if self.config["radial_species"]:
             source, target = inputs.edge_index
