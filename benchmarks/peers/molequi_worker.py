@@ -65,8 +65,8 @@ def main() -> None:
     model = getattr(molequi.models, model_name)(species, **config)
     model.train(args.task == "train")
     for module in model.modules():  # the convolution path (see the module docstring)
-        if hasattr(module, "kernel") and hasattr(module, "fused"):
-            module.fused, module.kernel = path != "e3nn", path == "kernel"
+        if hasattr(module, "backend"):
+            module.backend = {"e3nn": "reference", "pytorch": "torch", "kernel": "cpp"}[path]
     r_max = float(model.r_max)
 
     def build_batch():
@@ -79,8 +79,8 @@ def main() -> None:
 
     if use_compile:
         for module in model.modules():
-            if hasattr(module, "_fused_aggregate"):
-                module._fused_aggregate = torch.compile(module._fused_aggregate, dynamic=True)
+            if hasattr(module, "layout"):  # EquivariantConv's "torch" backend
+                module.layout.torch_aggregate = torch.compile(module.layout.torch_aggregate, dynamic=True)
 
     if args.task == "forces":
 

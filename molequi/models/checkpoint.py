@@ -4,12 +4,14 @@ A model file is a dict ``{format_version, model, config, state_dict, statistics,
 written atomically (temporary file, then ``os.replace``), so an interrupted write never leaves a
 truncated file behind. The class a file names must be registered
 (:func:`molequi.models.registry.register_model`; ``MODEL_CLASSES`` and ``register_model`` are
-re-exported here).
+re-exported here). Files of an older format are upgraded on load (:func:`upgrade_state_dict`)
+and give the same numbers.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +19,52 @@ import torch
 
 from ..dtypes import default_dtype
 from ..io import atomic_torch_save
+from . import energy_head
 from .atomistic import AtomisticModel
-from .energy_head import upgrade_state_dict
 from .registry import MODEL_CLASSES, model_class, register_model
 
-__all__ = ["FORMAT_VERSION", "MODEL_CLASSES", "UNITS", "load_model", "model_from_dict", "model_to_dict", "register_model", "save_model"]
+__all__ = [
+    "FORMAT_VERSION",
+    "MODEL_CLASSES",
+    "UNITS",
+    "load_model",
+    "model_from_dict",
+    "model_to_dict",
+    "package_versions",
+    "register_model",
+    "save_model",
+    "upgrade_state_dict",
+]
 
-FORMAT_VERSION = 1
+#: Format of the files :func:`save_model` writes (2: the convolutions hold no edge embedding).
+FORMAT_VERSION = 2
 UNITS = {"energy": "eV", "length": "Angstrom", "forces": "eV/Angstrom", "stress": "eV/Angstrom^3"}
+
+#: Format 1 -> 2: keys of the convolutions' unused edge embeddings, dropped.
+_REMOVED_IN_2 = re.compile(r"(^|\.)conv\.edge_embedding\.")
+
+
+def upgrade_state_dict(state_dict: dict[str, torch.Tensor], version: int, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """``state_dict`` of a format-``version`` file in the layout of ``model`` (built from the file's config).
+
+    Format 1 -> 2: the keys of the convolutions' edge embeddings are dropped, the energy head's
+    buffers are renamed (:func:`molequi.models.energy_head.upgrade_state_dict`), and buffers that
+    ``model`` has but the file lacks (constants its config determines) are taken from ``model``.
+
+    Raises:
+        ValueError: ``version`` is not a format this code reads.
+    """
+    if version == FORMAT_VERSION:
+        return state_dict
+    if version != 1:
+        raise ValueError(f"unsupported model file format {version!r} (this molequi reads 1 to {FORMAT_VERSION})")
+    kept = {key: value for key, value in state_dict.items() if not _REMOVED_IN_2.search(key)}
+    upgraded = energy_head.upgrade_state_dict(kept)
+    buffers = {name for name, _ in model.named_buffers()}
+    for key, value in model.state_dict().items():
+        if key not in upgraded and key in buffers:
+            upgraded[key] = value
+    return upgraded
 
 
 def package_versions() -> dict[str, str]:
@@ -65,9 +105,14 @@ def save_model(model: AtomisticModel, path: str | os.PathLike, statistics: dict[
 
 
 def model_from_dict(record: dict[str, Any]) -> AtomisticModel:
-    """Rebuild a model from :func:`model_to_dict`'s output (in its saved dtype, on the CPU)."""
-    if record.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"unsupported model file format {record.get('format_version')!r} (expected {FORMAT_VERSION})")
+    """Rebuild a model from :func:`model_to_dict`'s output (in its saved dtype, on the CPU); older formats are upgraded.
+
+    Raises:
+        ValueError: an unknown format version or model class.
+    """
+    version = record.get("format_version")
+    if version not in range(1, FORMAT_VERSION + 1):
+        raise ValueError(f"unsupported model file format {version!r} (this molequi reads 1 to {FORMAT_VERSION})")
     try:
         cls = model_class(record["model"])
     except ValueError as error:
@@ -75,7 +120,7 @@ def model_from_dict(record: dict[str, Any]) -> AtomisticModel:
     dtype = getattr(torch, record.get("dtype", "float32"))
     with default_dtype(dtype):
         model = cls(**record["config"])
-    model.load_state_dict(upgrade_state_dict(record["state_dict"]))
+    model.load_state_dict(upgrade_state_dict(record["state_dict"], version, model))
     return model
 
 

@@ -8,6 +8,8 @@ from typing import Sequence
 import torch
 from e3nn.nn import FullyConnectedNet
 
+from .init import reset_children
+
 
 class BesselBasis(torch.nn.Module):
     """``e_n(r) = sqrt(2 / r_max) sin(n pi r / r_max) / r`` for ``n = 1..num_basis`` (DimeNet, NequIP).
@@ -126,10 +128,8 @@ class RadialMLP(FullyConnectedNet):
         return tuple(matrices)
 
     def reset_parameters(self) -> None:
-        """Draw new weights as e3nn does at construction (standard normal)."""
-        with torch.no_grad():
-            for parameter in self.parameters():
-                parameter.normal_()
+        """Draw new weights as e3nn does at construction (:func:`molequi.nn.init.reset_children`)."""
+        reset_children(self)
 
 
 def apply_mlp(h: torch.Tensor, matrices: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -110,3 +110,27 @@ def test_messages_vanish_smoothly_at_cutoff(float64):
 def test_unreachable_irreps_raise():
     with pytest.raises(ValueError, match="EquivariantConv.*2o"):
         EquivariantConv("4x0e", "4x0e+1x2o", irreps_sh=2)
+
+
+def test_reset_parameters_redraws_the_weights_in_a_pyg_reinitialisation_loop():
+    torch.manual_seed(0)
+    model = torch.nn.ModuleDict({"conv": EquivariantConv("4x0e+2x1o", "4x0e+2x1o", r_max=3.0, radial_hidden=(8,))})
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    assert {name.split(".")[1] for name in before} == {"linear_in", "radial_mlp", "linear_out"}
+    for module in model.children():  # what a PyG user's re-initialisation loop does
+        module.reset_parameters()
+    for name, parameter in model.named_parameters():
+        assert parameter.shape == before[name].shape and not torch.equal(parameter, before[name]), name
+
+
+def test_conv_keeps_no_edge_embedding_but_embeds_pos_on_the_fly(float64):
+    from molequi.nn import EdgeEmbedding
+
+    conv = EquivariantConv("4x0e+2x1o", "4x0e+2x1o", irreps_sh=2, num_radial=6, r_max=3.0, cutoff_p=5)
+    assert not [key for key in conv.state_dict() if "edge_embedding" in key or "frequencies" in key]
+    pos, edge_index = _random_graph()
+    x = conv.irreps_in.randn(pos.shape[0], -1)
+    edge_sh, edge_radial = EdgeEmbedding(2, 3.0, 6, cutoff_p=5)(pos[edge_index[0]] - pos[edge_index[1]])
+    torch.testing.assert_close(
+        conv(x, pos, edge_index), conv(x, None, edge_index, edge_sh=edge_sh, edge_radial=edge_radial), rtol=0, atol=0
+    )
