@@ -44,7 +44,7 @@ def run_variant(name: str, overrides: list[str], args: argparse.Namespace) -> di
     out = Path(args.workdir) / name
     settings = [
         f"data.path={args.data}", f"data.train_size={args.train_size}", f"data.val_size={args.val_size}",
-        f"max_minutes={args.minutes}", f"output_dir={out}", "progress_bar=false", "plots=false", "tensorboard=false",
+        f"max_minutes={args.minutes}", f"budget_clock={args.clock}", f"output_dir={out}", "progress_bar=false", "plots=false", "tensorboard=false",
     ]  # fmt: skip
     if args.test_path:
         settings += [f"data.test_path={args.test_path}", f"data.test_size={args.test_size}"]
@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test-path", default=None)
     parser.add_argument("--test-size", type=int, default=300)
     parser.add_argument("--isolated-atoms", default=None, help="isolated-atom file for E0 (data.isolated_atoms)")
-    parser.add_argument("--minutes", type=float, default=5.0, help="wall-clock budget of every variant")
+    parser.add_argument("--minutes", type=float, default=5.0, help="budget of every variant (minutes of --clock)")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="budget in wall-clock or per-process CPU time")
     parser.add_argument("--variant", action="append", required=True, help="name:key=value;key=value (repeatable)")
     parser.add_argument("--parallel", type=int, default=2, help="variants trained at the same time")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per variant")

@@ -280,7 +280,7 @@ def run_molequi(job: Job, data: dict[str, Any], args: argparse.Namespace, direct
     import torch
 
     frames, cache = data["frames"], directory / "cache"
-    command = molequi_command(data, args, directory, [f"max_minutes={job.budget}", *args.molequi_set])
+    command = molequi_command(data, args, directory, [f"max_minutes={job.budget}", f"budget_clock={args.clock}", *args.molequi_set])
     process = run_logged(command, directory / "train.log", args.threads)
     summary = json.loads((directory / "metrics.json").read_text())
     split = torch.load(directory / "checkpoint.pt", map_location="cpu", weights_only=False)["split"]
@@ -302,7 +302,7 @@ def run_mace(job: Job, data: dict[str, Any], args: argparse.Namespace, directory
     """Train MACE of size ``job.size`` for the budget in its venv and predict the same frames."""
     command = [
         str(args.mace_python), str(PEERS / "mace_train_worker.py"), "--train", data["files"]["train"],
-        "--valid", data["files"]["val"], "--minutes", str(job.budget), "--size", job.size, "--model", args.mace_model,
+        "--valid", data["files"]["val"], "--minutes", str(job.budget), "--clock", args.clock, "--size", job.size, "--model", args.mace_model,
         "--e0s", data["isolated_atoms"] or "average", "--dtype", args.mace_dtype, "--threads", str(args.threads),
         "--seed", str(args.seed), "--workdir", str(directory), "--out", str(directory / "result.json"),
     ]  # fmt: skip
@@ -388,6 +388,10 @@ def parse_list(text: str, kind: str, choices: Any = None) -> list[Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sets", default="3bpa,aspirin,acac", help=f"comma-separated, of {', '.join(SETS)}")
+    parser.add_argument(
+        "--clock", choices=["wall", "cpu"], default="wall",
+        help="what the budget counts: wall-clock (default) or each process's CPU time (robust to other load on the machine)",
+    )  # fmt: skip
     parser.add_argument("--budgets", default=None, help="wall-clock minutes per run, comma-separated (default 5,15; --quick: 1)")
     parser.add_argument("--threads", type=int, default=None, help="threads per process (default 1 concurrent, 2 sequential)")
     parser.add_argument("--concurrent", action=argparse.BooleanOptionalAction, default=True,

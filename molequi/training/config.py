@@ -38,7 +38,9 @@ class DataConfig:
             training and validation; an int is a count, a float in (0, 1) a fraction.
         format: ``ase`` (any file ASE reads, e.g. extxyz) or ``qm9`` (``molequi.data.QM9``: the
             original tarball, a qm9pack folder or a QM9 npz; no forces).
-        target: the energy property for ``qm9`` (e.g. ``U0``).
+        target: the property for ``qm9``: ``U0``, ``U``, ``H``, ``G`` (energies with QM9's atom
+            references as E0), ``mu`` (the dipole norm, loss.dipole_weight), ``gap``, ``homo``,
+            ``lumo`` (intensive, loss.intensive_weight) or another property read as energy.
         test_path: a separate test file (same format); without it the test set is the frames
             of ``path`` left after the training and validation draws.
         test_size: at most this many test frames (a seeded random subset); None takes all.
@@ -47,7 +49,7 @@ class DataConfig:
         energy_unit: unit of energies in the file (``eV``, ``meV``, ``kcal/mol``, ``Ha``, ...).
         isolated_atoms: reference energies E0 of isolated atoms, as a file of one-atom frames
             (read like ``path``) or a mapping ``{element: energy in energy_unit}``; None fits
-            E0 per element by least squares on the training set.
+            E0 per element by least squares on the training set (QM9 energies: its atom references).
         cache_dir: where processed datasets are cached (None: ``$MOLEQUI_CACHE_DIR`` or
             ``~/.cache/molequi``).
     """
@@ -122,10 +124,14 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    """Weights of the mean squared errors of energy per atom (eV), forces (eV/A) and stress (eV/A^3).
+    """Weights of the mean squared errors of energy per atom (eV), forces (eV/A), stress (eV/A^3) and properties.
 
     Attributes:
         energy_weight, forces_weight, stress_weight: the weights.
+        dipole_weight: weight of the MSE of the dipole norm (Debye; QM9 ``mu``, a model with
+            ``dipole: true``); see :mod:`molequi.training.loss`.
+        intensive_weight: weight of the MSE of a per-molecule intensive target (QM9 ``gap``,
+            ``homo``, ``lumo`` in eV; a model with ``intensive: true``).
         final_stage: fraction of the run (of the time budget with ``max_minutes``, else of the
             steps) after which the ``final_*`` weights apply, as in MACE's second stage; None:
             one stage. The best-model tracking restarts there.
@@ -136,6 +142,8 @@ class LossConfig:
     energy_weight: float = 1.0
     forces_weight: float = 10.0
     stress_weight: float = 0.0
+    dipole_weight: float = 0.0
+    intensive_weight: float = 0.0
     final_stage: float | None = None
     final_energy_weight: float | None = None
     final_forces_weight: float | None = None
@@ -147,7 +155,10 @@ class LossConfig:
                 value = getattr(self, key)
                 if value is not None and value < 0:
                     raise ConfigError(f"loss.{key}: must be non-negative, got {value}")
-        if self.energy_weight == self.forces_weight == self.stress_weight == 0:
+        for key in ("dipole_weight", "intensive_weight"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"loss.{key}: must be non-negative, got {getattr(self, key)}")
+        if self.energy_weight == self.forces_weight == self.stress_weight == self.dipole_weight == self.intensive_weight == 0:
             raise ConfigError("loss: all weights are zero; nothing to train")
         if self.final_stage is not None and not 0 <= self.final_stage < 1:
             raise ConfigError(f"loss.final_stage: must lie in [0, 1) or be null, got {self.final_stage}")
@@ -165,6 +176,8 @@ class LossConfig:
             energy_weight=pick(self.final_energy_weight, self.energy_weight),
             forces_weight=pick(self.final_forces_weight, self.forces_weight),
             stress_weight=pick(self.final_stress_weight, self.stress_weight),
+            dipole_weight=self.dipole_weight,
+            intensive_weight=self.intensive_weight,
         )
 
 
@@ -225,6 +238,9 @@ class TrainConfig:
             statistics and model set-up included) and checked at the end of each epoch, stopping
             when the next epoch would not fit. A ``cosine`` schedule is then planned in time: it
             reaches ``optim.min_lr`` when the budget runs out (:mod:`molequi.training.schedule`).
+        budget_clock: what ``max_minutes`` counts: ``wall`` (wall-clock time, the default) or
+            ``cpu`` (this process's CPU time, which other jobs on a shared machine do not change:
+            for comparisons at equal compute).
         seed: seeds the data split, the weights and the per-epoch shuffling.
         device: ``auto`` (CUDA if available), ``cpu``, ``cuda`` or ``cuda:N``.
         dtype: ``float32`` or ``float64``.
@@ -244,6 +260,7 @@ class TrainConfig:
     output_dir: str = "runs/train"
     max_epochs: int = 100
     max_minutes: float | None = None
+    budget_clock: Literal["wall", "cpu"] = "wall"
     seed: int = 0
     device: str = "auto"
     dtype: Literal["float32", "float64"] = "float32"

@@ -23,7 +23,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -55,7 +55,7 @@ logger = logging.getLogger(__name__)
 
 #: Config keys that may differ between a checkpoint and the run that resumes it.
 RESUMABLE_CHANGES = frozenset(
-    {"max_epochs", "max_minutes", "device", "progress_bar", "plots", "tensorboard", "early_stopping_patience",
+    {"max_epochs", "max_minutes", "budget_clock", "device", "progress_bar", "plots", "tensorboard", "early_stopping_patience",
      "eval_batch_size", "output_dir", "data.cache_dir"}
 )  # fmt: skip
 #: Files of a run, removed first when ``overwrite`` starts a new run in the same folder.
@@ -109,8 +109,10 @@ class Trainer:
     """One training run; :meth:`run` trains, tests and writes the results (see :func:`train`)."""
 
     def __init__(self, config: TrainConfig, resume: bool = False, overwrite: bool = False) -> None:
-        setup_start = time.perf_counter()
+        setup_start = budget_clock(config.budget_clock)()
         self.config = config
+        #: the clock of the budget and of the logged epoch times (wall or this process's CPU time)
+        self.clock = budget_clock(config.budget_clock)
         self.output_dir = Path(config.output_dir)
         self.dtype = getattr(torch, config.dtype)
         self.dist: Distributed = setup(config.device)
@@ -145,12 +147,12 @@ class Trainer:
         self.history = History(self.output_dir, write=self.dist.is_main, tensorboard=config.tensorboard)
         self.epoch, self.best_epoch, self.bad_epochs = 0, 0, 0
         self.best_loss = math.inf
-        self.elapsed_s, self.last_epoch_s, self.epoch_start = 0.0, 0.0, time.perf_counter()
+        self.elapsed_s, self.last_epoch_s, self.epoch_start = 0.0, 0.0, self.clock()
         self.final_stage = False
         if checkpoint:
             self._restore(checkpoint)
         # the budget counts the set-up too (reading data, statistics, building the model)
-        self.elapsed_s += time.perf_counter() - setup_start
+        self.elapsed_s += self.clock() - setup_start
         if not checkpoint and self.dist.is_main:
             atomic_write_text(self.output_dir / "config.yaml", dump_yaml(config.to_dict()))
 
@@ -234,7 +236,7 @@ class Trainer:
 
     def _epoch(self) -> None:
         """Train one epoch, validate the EMA weights, keep the best, log and checkpoint."""
-        start = self.epoch_start = time.perf_counter()
+        start = self.epoch_start = self.clock()
         epoch = self.epoch + 1
         stage_at = self.config.loss.final_stage
         if stage_at is not None and not self.final_stage and self.schedule.progress >= stage_at:
@@ -250,7 +252,7 @@ class Trainer:
         else:
             self.bad_epochs += 1
         self.epoch = epoch
-        self.last_epoch_s = time.perf_counter() - start
+        self.last_epoch_s = self.clock() - start
         self.elapsed_s += self.last_epoch_s
         row = {"epoch": epoch, "lr": lr}
         row.update({f"train_{k}": v for k, v in train_metrics.items()})
@@ -281,7 +283,7 @@ class Trainer:
             if clip is not None:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
             self.optimizer.step()
-            self.schedule.step(self.elapsed_s + time.perf_counter() - self.epoch_start)
+            self.schedule.step(self.elapsed_s + self.clock() - self.epoch_start)
             self.ema.update(self.model)
             accumulator.update(pred, batch)
             running += (loss.item() - running) / step  # under DDP: this process's estimate of the batch loss
@@ -384,6 +386,11 @@ class Trainer:
             plot_learning_curves(self.history.rows, self.output_dir / "learning_curves.png")
             plot_predictions(predictions, self.output_dir)
         return test_metrics
+
+
+def budget_clock(name: str) -> Callable[[], float]:
+    """Seconds of the ``budget_clock`` setting: ``wall`` (``time.perf_counter``) or ``cpu`` (this process's CPU time)."""
+    return time.process_time if name == "cpu" else time.perf_counter
 
 
 def _flatten(config: dict[str, Any]) -> dict[str, Any]:

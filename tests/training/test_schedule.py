@@ -77,3 +77,14 @@ def test_training_enters_the_final_stage_and_keeps_its_best_model(tiny_config):
     assert metrics["best_epoch"] >= 3
     assert math.isfinite(metrics["val"]["loss"])
 
+
+
+def test_cpu_clock_budget(tiny_config):
+    """budget_clock: cpu counts this process's CPU time (other jobs on the machine do not change it)."""
+    import time
+
+    from molequi.training.trainer import budget_clock
+
+    assert budget_clock("cpu") is time.process_time and budget_clock("wall") is time.perf_counter
+    result = train(load_config(tiny_config(max_epochs=5, max_minutes=1e-6, budget_clock="cpu")))
+    assert (result.epochs, result.stop_reason) == (1, "max_minutes")
