@@ -7,7 +7,8 @@ Usage (from the repository root)::
     python examples/nbody_activation_stats.py --data ../shared/data/rmd17/ethanol_1000a_metatrain.xyz
 
 The RMS of a block ``mul x ir`` is taken over its channels, components and all atoms (fragments,
-molecules) of the frames; edge levels report the RMS of their scalars over edges within ``r_max``.
+molecules) of the frames, for every atom level and the fragment, fragment-graph, molecule and
+top-down (``atom_down``) levels; edge levels report the RMS of their scalars over edges within ``r_max``.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ def main() -> None:
         avg_num_neighbors=avg_num_neighbors,
     )
     if args.no_norm:
-        for level in [*model.edge_levels, *model.atom_levels, model.fragment_level, model.molecule_level]:
+        tiers = [model.fragment_level, *model.fragment_graph_levels, model.molecule_level, model.atom_down]
+        for level in [*model.edge_levels, *model.atom_levels, *tiers]:
             level.norm = torch.nn.Identity()
 
     inputs = read_graph_inputs(batch, model.r_max)
@@ -75,17 +77,19 @@ def main() -> None:
     columns = [str(ir) for _, ir in hidden]
     print(
         f"{args.data.name}: {len(frames)} frames, {batch.num_nodes} atoms, {hierarchy.num_fragments} fragments, "
+        f"{hierarchy.num_molecules} molecules, "
         f"{avg_num_neighbors:.1f} neighbours per atom; hidden {hidden}, {args.levels} levels, "
         f"{args.nonlinearity}, soft norm {'off' if args.no_norm else 'on'}"
     )
-    print(f"{'level':<10} {'rows':>6} " + " ".join(f"{c:>10}" for c in columns) + f" {'edge 0e':>10}")
+    print(f"{'level':<16} {'rows':>6} " + " ".join(f"{c:>10}" for c in columns) + f" {'edge 0e':>10}")
     for name, state in states.items():
         if name.startswith("edge"):
             continue
         rms = block_rms(state, model.level_irreps[name])
-        edge_name = name.replace("atom_", "edge_")
-        edge = f"{states[edge_name].pow(2).mean().sqrt().item():10.3g}" if edge_name != name else f"{'':>10}"
-        print(f"{name:<10} {state.shape[0]:>6} " + " ".join(f"{rms.get(c, 0.0):10.3g}" for c in columns) + f" {edge}")
+        edge_name = name.replace("atom_", "edge_")  # atom_s has edge_s; the tiers have no edge level
+        has_edge = edge_name != name and edge_name in states
+        edge = f"{states[edge_name].pow(2).mean().sqrt().item():10.3g}" if has_edge else f"{'':>10}"
+        print(f"{name:<16} {state.shape[0]:>6} " + " ".join(f"{rms.get(c, 0.0):10.3g}" for c in columns) + f" {edge}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
-r"""The levels of the N-body network: edge level, atom (Clebsch-Gordan) level and parent level.
+r"""The levels of the N-body network on a neighbour graph: edge level and Clebsch-Gordan (atom) level.
+
+The subsystem tiers above the atoms (fragments, molecules, top-down) are in
+:mod:`molequi.models.nbody.tiers`.
 
 Notation: ``F_i^s`` the covariant state of atom ``i`` after level ``s`` (irreps), ``g_ij^s`` the
 invariant edge scalars (``lmax + 1`` groups of ``channels``, one group per degree ``l``),
@@ -14,7 +17,6 @@ from typing import Any, Mapping, Sequence
 import torch
 from e3nn import o3
 from e3nn.math import normalize2mom
-from e3nn.nn import FullyConnectedNet
 
 from ...nn.conv import EquivariantConv
 from ...nn.nonlinearities import build
@@ -127,7 +129,8 @@ class AtomLevel(torch.nn.Module):
     The neighbour term is :class:`~molequi.nn.EquivariantConv` whose filter weights ``w`` (per path
     and channel) come from the edge scalars ``g`` through a bias-free MLP, so they vanish where
     ``g`` does (at ``r_max``); ``sigma`` is :class:`CGSquare` (the CG square by default); ``W``
-    mixes the concatenation per irrep (``o3.Linear``).
+    mixes the concatenation per irrep (``o3.Linear``). The same level runs on the fragment graph
+    (nodes: fragments; ``g``: the radial embedding of the centre distances, zero at its cutoff).
 
     Args:
         irreps_in, irreps_out: irreps of ``F^s`` and ``F^{s+1}``.
@@ -173,108 +176,3 @@ class AtomLevel(torch.nn.Module):
         """See the class docstring for shapes."""
         messages = self.conv(node, None, edge_index, edge_sh=edge_sh, edge_radial=edge_features)  # [N, out]
         return self.norm(self.mix(torch.cat([node, self.square(node), messages], dim=-1)))
-
-
-class DisplacementEmbedding(torch.nn.Module):
-    r"""Child-to-parent displacements ``d`` -> solid harmonics and a smooth radial basis.
-
-    ``u = d / sqrt(length^2 + |d|^2)`` (``|u| < 1``); returns :math:`|u|^l Y_l(\hat u)` (e3nn's
-    unnormalised, component-normalised spherical harmonics: polynomials in ``u``) and Gaussians
-    of ``|u|^2`` centred on ``num_basis`` points of ``[0, 1]`` (scaled to unit mean square). Both
-    are smooth functions of ``d``, also at ``d = 0`` (a child at its parent's centre, e.g. a heavy
-    atom without hydrogens, alone in its fragment).
-
-    Shapes:
-        ``d [C, 3] -> (sh [C, irreps_sh.dim], basis [C, num_basis])``.
-    """
-
-    def __init__(self, lmax: int, length: float, num_basis: int = 8) -> None:
-        super().__init__()
-        self.irreps_sh = o3.Irreps.spherical_harmonics(lmax)
-        self.spherical_harmonics = o3.SphericalHarmonics(self.irreps_sh, normalize=False, normalization="component")
-        self.length, self.num_basis = float(length), num_basis
-        self.register_buffer("centres", torch.linspace(0.0, 1.0, num_basis), persistent=False)
-        # sum_k exp(-2 ((t - c_k) (K - 1))^2) ~ sqrt(pi / 2): this scale gives the basis unit mean square
-        self.basis_scale = math.sqrt(num_basis / math.sqrt(math.pi / 2.0))
-
-    def forward(self, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``d [C, 3] -> (sh [C, irreps_sh.dim], basis [C, num_basis])``."""
-        squared = d.pow(2).sum(-1, keepdim=True)  # [C, 1]
-        u = d * torch.rsqrt(self.length**2 + squared)
-        t = squared / (self.length**2 + squared)  # |u|^2 in [0, 1)
-        basis = torch.exp(-((t - self.centres) * (self.num_basis - 1)).pow(2)) * self.basis_scale
-        return self.spherical_harmonics(u), basis
-
-
-class ParentLevel(torch.nn.Module):
-    r"""A parent's state from its children: CG aggregation, then CG-product nonlinearity.
-
-    .. math::
-        A_p = \tfrac{1}{\sqrt{n_p}} \textstyle\sum_{c \in p} (W_{in} X_c) \otimes \big(Y(u_{cp})\, w(|u_{cp}|^2)\big),
-        \qquad P_p = N\big(W [A_p \oplus \sigma(A_p)]\big)
-
-    with ``u_cp`` the squashed child-to-parent displacement (:class:`DisplacementEmbedding`),
-    ``w`` per path and channel from a bias-free MLP, ``n_p`` the parent's child count, ``sigma``
-    :class:`CGSquare` and ``N`` the soft normalisation.
-
-    Args:
-        irreps_in, irreps_out: child and parent irreps.
-        lmax: degree of the displacement harmonics.
-        length: length scale of the displacement squashing (Å).
-        nonlinearity, nonlinearity_options: the family of :class:`CGSquare`.
-        num_basis: radial basis width; radial_hidden: hidden widths of the filter MLP.
-
-    Shapes:
-        ``children [C, irreps_in.dim]``, ``displacement [C, 3]`` (parent centre minus child
-        position), ``parent [C]`` (index in ``0..P-1``), ``child_count [P]`` -> ``[P, irreps_out.dim]``.
-    """
-
-    def __init__(
-        self,
-        irreps_in: o3.Irreps | str,
-        irreps_out: o3.Irreps | str,
-        lmax: int,
-        length: float,
-        nonlinearity: str = "tensor_product",
-        nonlinearity_options: Mapping[str, Any] | None = None,
-        num_basis: int = 8,
-        radial_hidden: Sequence[int] = (32,),
-    ) -> None:
-        super().__init__()
-        self.irreps_in, self.irreps_out = o3.Irreps(irreps_in), o3.Irreps(irreps_out)
-        self.embedding = DisplacementEmbedding(lmax, length, num_basis)
-        wanted = {ir for _, ir in self.irreps_out}
-        mid, instructions = [], []
-        for i, (mul, ir_in) in enumerate(self.irreps_in):
-            for k, (_, ir_sh) in enumerate(self.embedding.irreps_sh):
-                for ir in ir_in * ir_sh:
-                    if ir in wanted:
-                        instructions.append((i, k, len(mid), "uvu", True))
-                        mid.append((mul, ir))
-        irreps_mid = o3.Irreps(mid)
-        self.linear_in = o3.Linear(self.irreps_in, self.irreps_in)
-        self.tensor_product = o3.TensorProduct(
-            self.irreps_in,
-            self.embedding.irreps_sh,
-            irreps_mid,
-            instructions,
-            shared_weights=False,
-            internal_weights=False,
-        )
-        self.filter_mlp = FullyConnectedNet(
-            [num_basis, *radial_hidden, self.tensor_product.weight_numel], torch.nn.functional.silu
-        )
-        self.linear_out = o3.Linear(irreps_mid, self.irreps_out)
-        self.square = CGSquare(self.irreps_out, self.irreps_out, nonlinearity, nonlinearity_options)
-        self.mix = o3.Linear(self.irreps_out + self.square.irreps_out, self.irreps_out)
-        self.norm = SoftNorm(self.irreps_out)
-
-    def forward(
-        self, children: torch.Tensor, displacement: torch.Tensor, parent: torch.Tensor, child_count: torch.Tensor
-    ) -> torch.Tensor:
-        """See the class docstring for shapes."""
-        sh, basis = self.embedding(displacement)  # [C, sh], [C, num_basis]
-        messages = self.tensor_product(self.linear_in(children), sh, self.filter_mlp(basis))  # [C, mid]
-        summed = messages.new_zeros(child_count.shape[0], messages.shape[1]).index_add(0, parent, messages)
-        aggregated = self.linear_out(summed * child_count.to(summed.dtype).clamp(min=1).rsqrt()[:, None])
-        return self.norm(self.mix(torch.cat([aggregated, self.square(aggregated)], dim=-1)))
