@@ -1,7 +1,9 @@
 """Saved model files keep giving the numbers they gave when they were written (float64, 1e-12 relative).
 
-The files in ``tests/models/reference/`` were written by ``make_reference_outputs.py`` on a
-known-good state of the code (an older model-file format included), so this test guards both
+The files in ``tests/models/reference/`` were written by ``make_reference_outputs.py`` in model-file
+format 1 (convolutions with their own edge embeddings): ``potential_gate`` on c4425da, before the
+EquivariantConv split; ``nbody_hierarchy`` again on 4e816d0 (the new NBodyNetwork hierarchy, whose
+former weights it refuses) with the convolution of 83aba1e, before the split. So this test guards
 refactors that must not change any number and the upgrade of older model files on load.
 """
 
