@@ -132,13 +132,13 @@ def kept_heavy_bonds(z: torch.Tensor, heavy: torch.Tensor) -> torch.Tensor:
 
 
 def bonds_of(z: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor, bond_factor: float) -> torch.Tensor:
-    """``[2, B]``: the edges of ``edge_index [2, E]`` that are bonds (:func:`bond_mask`; ``edge_vec [E, 3]`` read without gradient)."""
+    """``[2, B]``: the edges of ``edge_index [2, E]`` that are bonds (:func:`bond_mask`), without gradient."""
     with torch.no_grad():
         return edge_index[:, bond_mask(z, edge_index, edge_vec.detach().norm(dim=-1), bond_factor)]
 
 
 def fragments_from_bonds(z: torch.Tensor, bonds: torch.Tensor) -> torch.Tensor:
-    """``[N]``: smallest atom index of each atom's fragment, from ``z [N]`` and the bonds ``[2, B]`` (both directions)."""
+    """``[N]``: smallest atom index of each atom's fragment, from ``z [N]`` and ``bonds [2, B]`` (both directions)."""
     with torch.no_grad():
         heavy_bond = (z[bonds[0]] > 1) & (z[bonds[1]] > 1)
         heavy = bonds[:, heavy_bond]
@@ -147,7 +147,7 @@ def fragments_from_bonds(z: torch.Tensor, bonds: torch.Tensor) -> torch.Tensor:
 
 
 def molecules_from_bonds(z: torch.Tensor, bonds: torch.Tensor, fragments: torch.Tensor) -> torch.Tensor:
-    """``[N]``: smallest atom index of each atom's molecule: the ``fragments [N]`` joined by heavy-heavy ``bonds [2, B]``.
+    """``[N]``: smallest atom index of each atom's molecule: ``fragments [N]`` joined by heavy-heavy ``bonds [2, B]``.
 
     ``fragments`` holds any integer labels, equal within a fragment.
     """
@@ -269,7 +269,7 @@ def build_hierarchy(
 
 
 def fragment_graph(pos: torch.Tensor, batch: torch.Tensor, cutoff: float) -> torch.Tensor:
-    """``[2, E_f]``: pairs of fragments of one graph whose centres ``pos [F, 3]`` lie closer than ``cutoff`` (both directions).
+    """``[2, E_f]``: pairs of fragments of one graph, centres ``pos [F, 3]`` closer than ``cutoff`` (both directions).
 
     Computed without gradient over all pairs of each graph (``batch [F]``); fragments are few.
     """

@@ -275,15 +275,23 @@ class NBodyNetwork(AtomisticModel):
         if not self.hierarchy:
             return states, None
         hierarchy = self.hierarchy_of(inputs, edge_vec, species)
+        atom_states = [states[f"atom_{s + 1}"] for s in range(len(self.atom_levels))]
+        states.update(self._tier_states(inputs, hierarchy, atom_states))
+        return states, hierarchy
+
+    def _tier_states(
+        self, inputs: GraphInputs, hierarchy: Hierarchy, atom_states: list[torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """Bottom-up (atoms -> fragments -> fragment graph -> molecules), top-down (-> atoms); see level_states."""
         atom_fragment, fragment_pos = hierarchy.atom_fragment, hierarchy.fragment_pos
         fragment_molecule, molecule_pos = hierarchy.fragment_molecule, hierarchy.molecule_pos
-        every_level = self.level_mix(torch.cat([states[f"atom_{s + 1}"] for s in range(len(self.atom_levels))], -1))
+        states: dict[str, torch.Tensor] = {}
+        every_level = self.level_mix(torch.cat(atom_states, dim=-1))  # [N, hidden]
         to_fragment = inputs.pos - fragment_pos[atom_fragment]  # [N, 3] atom minus fragment centre
         fragment = self.fragment_level(every_level, to_fragment, atom_fragment, hierarchy.atoms_per_fragment)
         states["fragment"] = fragment  # [F, hidden]
-        if self.fragment_graph_levels:
-            pairs = fragment_graph(fragment_pos, hierarchy.fragment_batch, self.fragment_cutoff)  # [2, E_f]
-            pair_sh, pair_radial = self.fragment_edge_embedding(edge_vectors(fragment_pos, pairs))
+        pairs = fragment_graph(fragment_pos, hierarchy.fragment_batch, self.fragment_cutoff)  # [2, E_f]
+        pair_sh, pair_radial = self.fragment_edge_embedding(edge_vectors(fragment_pos, pairs))
         for k, level in enumerate(self.fragment_graph_levels):
             fragment = level(fragment, pairs, pair_sh, pair_radial)
             states[f"fragment_graph_{k + 1}"] = fragment
@@ -292,8 +300,9 @@ class NBodyNetwork(AtomisticModel):
         states["molecule"] = molecule  # [M, hidden]
         atom_molecule = fragment_molecule[atom_fragment]
         to_parents = [-to_fragment, molecule_pos[atom_molecule] - inputs.pos]  # [N, 3] each
-        states["atom_down"] = self.atom_down(node, [fragment, molecule], to_parents, [atom_fragment, atom_molecule])
-        return states, hierarchy
+        parents = [fragment, molecule]
+        states["atom_down"] = self.atom_down(atom_states[-1], parents, to_parents, [atom_fragment, atom_molecule])
+        return states
 
     def hierarchy_of(self, inputs: GraphInputs, edge_vec: torch.Tensor, species: torch.Tensor) -> Hierarchy:
         """Fragments (``inputs.fragment_index``, or from the bond graph), molecules and their centres of mass.

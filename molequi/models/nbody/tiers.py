@@ -208,7 +208,8 @@ class TopDownLevel(torch.nn.Module):
         num_children, num_kinds = children.shape[0], len(self.embeddings)
         child = torch.arange(num_children, device=children.device)
         sources, edges, edge_sh, edge_radial, offset = [], [], [], [], 0
-        for k, (embedding, states, displacement, index) in enumerate(zip(self.embeddings, parents, displacements, parent)):
+        kinds = zip(self.embeddings, parents, displacements, parent)
+        for k, (embedding, states, displacement, index) in enumerate(kinds):
             sh, basis = embedding(displacement)  # [C, sh], [C, num_basis]
             kind = basis.new_zeros(num_children, num_kinds).index_fill_(1, child.new_tensor([k]), 1.0)
             sources.append(states)
