@@ -13,10 +13,10 @@ from ...nn.edge_embedding import EdgeEmbedding, edge_vectors, safe_norm
 from ...nn.embedding import SpeciesIndex
 from ...nn.readout import DipoleReadout
 from ..atomistic import AtomisticModel
-from ..registry import register_model
 from ..energy_head import PerSpeciesEnergy, per_species_config, reference_energies_config
 from ..inputs import GraphInputs
 from ..potential import scalar_part
+from ..registry import register_model
 from .features import LevelReadout
 from .fragments import (
     BOND_FACTOR,
