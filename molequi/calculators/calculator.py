@@ -10,10 +10,11 @@ import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 
+from ..deploy.runtime import PackagedPotential, is_package, load_package
 from ..devices import resolve_device
 from .batched import predict
 from .checks import check_atoms, check_edge_lengths
-from .inference import ModelLike, evaluate, known_elements, prepare_models, structure_results
+from .inference import ModelLike, evaluate, known_elements, prepare_models, resolve_dtype, structure_results
 from .neighbor_cache import SkinNeighborList
 
 
@@ -35,9 +36,16 @@ class MolequiCalculator(Calculator):
     computes it too, so that drivers that ask for forces and stress separately (NPT) pay one
     model call per step.
 
+    An :class:`~molequi.models.NBodyNetwork` decomposes a structure into fragments from its bond
+    graph; the calculator freezes that decomposition at the first call (and keeps it while the
+    atomic numbers stay the same), so that the energy stays continuous in MD when a bond to a
+    hydrogen stretches past the bond cutoff. ``reset_fragments()`` forgets it.
+
     Args:
         model: a model file path, a loaded model, or a sequence of them (a committee; the
-            members must share ``r_max``). Given models are copied, not modified.
+            members must share ``r_max``). Given models are copied, not modified. A ``.pt2``
+            path is a deployed package (``molequi deploy``; one structure per call, in the
+            dtype it was deployed with; see :mod:`molequi.deploy.runtime`).
         device: torch device of the models.
         dtype: ``"float32"``, ``"float64"`` or a ``torch.dtype`` (default: the model's).
         skin: neighbour-list skin (Å); 0 rebuilds at every call.
@@ -64,12 +72,17 @@ class MolequiCalculator(Calculator):
     ) -> None:
         super().__init__(**kwargs)
         self.device = resolve_device(device)
-        self.models = prepare_models(model, self.device, dtype)
-        self.dtype = next(self.models[0].parameters()).dtype
+        if is_package(model):  # a deployed package (molequi deploy): same call shape as a model
+            self.models = [load_package(model, self.device, resolve_dtype(dtype))]
+            self.dtype = self.models[0].dtype
+        else:
+            self.models = prepare_models(model, self.device, dtype)
+            self.dtype = next(self.models[0].parameters()).dtype
         self.r_max = self.models[0].r_max
         self.elements = known_elements(self.models)
         self.neighbors = SkinNeighborList(self.r_max, skin)
         self._stress_requested = False
+        self._fragments: tuple[np.ndarray, torch.Tensor] | None = None
         if len(self.models) > 1:
             self.implemented_properties = [*self.implemented_properties, "energy_std", "forces_std", "stress_std"]
 
@@ -86,10 +99,21 @@ class MolequiCalculator(Calculator):
         periodic = bool(atoms.pbc.all())
         self._stress_requested |= "stress" in properties or "stress_std" in properties
         data = self._graph(atoms)
+        if self._fragments is not None and not np.array_equal(self._fragments[0], atoms.numbers):
+            self._fragments = None  # another structure: a new decomposition
+        if self._fragments is not None:
+            data["fragment_index"] = self._fragments[1]
         out = evaluate(self.models, data, compute_stress=periodic and self._stress_requested)
+        fragments = out.pop("fragment_index", None)
+        if self._fragments is None and fragments is not None:
+            self._fragments = (atoms.numbers.copy(), fragments)
         out = {name: value.cpu().numpy() for name, value in out.items()}
         stress = out["stress"][:, 0] if "stress" in out else None
         self.results = structure_results(out["energy"][:, 0], out["forces"], stress)
+
+    def reset_fragments(self) -> None:
+        """Forget the frozen N-body fragments: the next call decomposes the structure afresh."""
+        self._fragments = None
 
     def predict(self, structures: Sequence[Atoms], batch_size: int = 32) -> list[dict[str, Any]]:
         """Batched evaluation of many structures (see :func:`molequi.calculators.batched.predict`).
@@ -98,7 +122,12 @@ class MolequiCalculator(Calculator):
             One dict per structure, with the same keys and values as ``self.results`` after
             calculating that structure alone: ``energy``, ``free_energy``, ``forces [N, 3]``,
             ``stress [6]`` for fully periodic cells, and the ``*_std`` spreads for a committee.
+
+        Raises:
+            ValueError: the calculator runs a deployed package (one structure per call).
         """
+        if isinstance(self.models[0], PackagedPotential):
+            raise ValueError(f"predict batches model files; the package {self.models[0].path} evaluates one structure per call")
         return predict(self.models, structures, batch_size, self.device)
 
     def _graph(self, atoms: Atoms) -> dict[str, torch.Tensor]:

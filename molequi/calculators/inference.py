@@ -70,11 +70,15 @@ def evaluate(
         compute_stress: also compute stress (every graph must be periodic).
 
     Returns:
-        ``energy [M, G]``, ``forces [M, N, 3]`` and, if asked, ``stress [M, G, 3, 3]``.
+        ``energy [M, G]``, ``forces [M, N, 3]`` and, if asked, ``stress [M, G, 3, 3]``; plus the
+        first model's ``fragment_index [N]`` where it has one (an N-body network's subsystems).
     """
     outputs = [m(data, compute_forces=True, compute_stress=compute_stress) for m in models]
     names = ("energy", "forces", "stress") if compute_stress else ("energy", "forces")
-    return {name: torch.stack([out[name].detach() for out in outputs]) for name in names}
+    result = {name: torch.stack([out[name].detach() for out in outputs]) for name in names}
+    if "fragment_index" in outputs[0]:
+        result["fragment_index"] = outputs[0]["fragment_index"].detach()
+    return result
 
 
 def structure_results(energy: np.ndarray, forces: np.ndarray, stress: np.ndarray | None) -> dict[str, Any]:
