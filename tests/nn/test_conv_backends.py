@@ -265,3 +265,23 @@ def test_training_gradients_same_on_every_backend(kernel, float64):
     for other in results[1:]:
         for a, b in zip(results[0], other):
             torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+
+
+def test_linear_out_per_irrep_type_on_the_blocks(float64):
+    """``BlockLinear`` equals e3nn's ``linear_out`` on the ``irreps_mid`` layout, and refuses what it cannot map."""
+    from e3nn import o3
+
+    from molequi.nn.conv.linear_out import BlockLinear
+
+    torch.manual_seed(0)
+    conv = EquivariantConv("3x0e+2x1o+2x2e", "2x0e+3x1o+1x1e+2x2e", irreps_sh=2)
+    layout, linear = conv.layout, conv.linear_out
+    num_nodes = 5
+    mid = torch.randn(num_nodes, conv.irreps_mid.dim)  # e3nn's irreps_mid layout
+    block_layout = torch.zeros_like(mid)
+    for i, ((mul, ir), columns) in enumerate(zip(conv.irreps_mid, conv.irreps_mid.slices())):
+        entry = mid[:, columns].reshape(num_nodes, mul, ir.dim).transpose(1, 2).reshape(num_nodes, -1)  # [k, u]
+        block_layout[:, layout.mid_columns[i] : layout.mid_columns[i] + mul * ir.dim] = entry
+    torch.testing.assert_close(conv.block_linear(block_layout, linear), linear(mid), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="bias-free"):
+        BlockLinear(layout, o3.Linear(conv.irreps_mid, conv.irreps_out, biases=True))

@@ -29,7 +29,7 @@ def kernel_aggregate(
     edge_chunk: int,
     cache_bytes: int,
 ) -> torch.Tensor:
-    """As :meth:`BlockLayout.torch_aggregate`, radial MLP included, with the C++ kernel: ``[N, irreps_mid.dim]``.
+    """As :meth:`BlockLayout.torch_aggregate`, radial MLP included, with the C++ kernel (``[N, irreps_mid.dim]``, block layout).
 
     ``x [N, irreps_in.dim]`` (CPU), ``edge_index [2, E]``, ``edge_sh [E, sh_dim]``, ``edge_radial
     [E, num_radial]``; ``matrices``: the radial MLP's folded matrices, outputs in block order.
@@ -63,7 +63,7 @@ def kernel_aggregate(
         workspace_parts=fused_kernel().parallel_parts(min(chunk, num_edges)) - 1 if num_edges else 0,
     )
     outputs = _ChunkedEdges.apply(edge_radial, edge_sh, edge_index.contiguous(), plan, len(x_blocks), *x_blocks, *matrices)
-    return layout.to_mid(list(outputs))
+    return layout.concat(list(outputs))
 
 
 def _needed(needs_input_grad: tuple[bool, ...], inputs: tuple[Any, ...]) -> tuple[bool, ...]:

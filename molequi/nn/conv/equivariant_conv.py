@@ -28,6 +28,7 @@ from ..init import reset_children
 from ..radial import RadialMLP, apply_mlp
 from .autograd import kernel_aggregate
 from .kernel import fused_kernel
+from .linear_out import BlockLinear
 from .plan import BlockLayout
 
 #: Values of :attr:`EquivariantConv.backend`.
@@ -50,7 +51,8 @@ class EquivariantConv(MessagePassing):
     e3nn's per-edge ``TensorProduct`` module (``self.tensor_product``, used by :meth:`message`) is
     the reference definition; the ``"torch"`` and ``"cpp"`` backends (see the module docstring)
     compute the same numbers per input irrep block, never materialising per-edge messages in
-    ``irreps_mid`` layout, then put the outputs in ``irreps_mid`` order on the nodes (``N << E``).
+    ``irreps_mid`` layout, and apply ``linear_out`` to the blocks' node outputs per irrep type
+    (:class:`~molequi.nn.conv.linear_out.BlockLinear`).
 
     The layer keeps no edge-embedding state: models embed the edges once per graph
     (:class:`~molequi.nn.EdgeEmbedding`) and pass ``edge_sh`` and ``edge_radial``; called with
@@ -116,8 +118,10 @@ class EquivariantConv(MessagePassing):
         )
         self.radial_mlp = RadialMLP(num_radial, radial_hidden, self.tensor_product.weight_numel)
         self.linear_out = o3.Linear(self.irreps_mid, self.irreps_out)
-        #: The tensor product per input irrep block (constants only; nothing in the state dict).
+        #: The tensor product per input irrep block, and ``linear_out`` on its outputs (constants only;
+        #: nothing in the state dict).
         self.layout = BlockLayout(self.tensor_product, self.avg_num_neighbors)
+        self.block_linear = BlockLinear(self.layout, self.linear_out)
         self.backend = backend
         #: Edges per chunk of the ``"cpp"`` backend (its per-edge intermediates stay in cache).
         self.edge_chunk = 4096
@@ -173,7 +177,7 @@ class EquivariantConv(MessagePassing):
             )
         else:
             aggregated = self.layout.torch_aggregate(x, edge_index, edge_sh, apply_mlp(edge_radial, matrices))
-        return self.linear_out(aggregated)
+        return self.block_linear(aggregated, self.linear_out)
 
     def message(self, x_j: torch.Tensor, edge_sh: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Per edge: ``x_j [E, irreps_in.dim] (x) edge_sh [E, irreps_sh.dim] -> [E, irreps_mid.dim]``."""

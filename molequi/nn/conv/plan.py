@@ -90,8 +90,11 @@ class BlockLayout(torch.nn.Module):
       (``weight_perm`` reorders the columns of the MLP's last layer to that order);
     - its node output is ``[N, Q, mul]``.
 
-    ``perm [irreps_mid.dim]`` says where each ``irreps_mid`` entry (e3nn's ``[mul, d_out]`` layout
-    per path) sits in the concatenation of the blocks' flattened node outputs.
+    The aggregations return the concatenation of the blocks' flattened node outputs (the "block
+    layout", ``[N, irreps_mid.dim]``); entry ``i`` of ``irreps_mid`` starts at column
+    ``mid_columns[i]`` there, component ``k`` and channel ``u`` at ``+ k * mul + u`` (e3nn's
+    ``irreps_mid`` layout is ``[mul, d_out]`` per entry: :class:`~molequi.nn.conv.linear_out.BlockLinear`
+    reads the block layout directly).
 
     Args:
         tensor_product: the layer's e3nn ``TensorProduct`` (``uvu`` instructions, external weights).
@@ -108,11 +111,11 @@ class BlockLayout(torch.nn.Module):
         for ins in instructions:
             weight_offsets.append(offset)
             offset += math.prod(ins.path_shape) if ins.has_weight else 0
-        sh_slices, in_slices, mid_slices = sh.slices(), irreps_in.slices(), irreps_mid.slices()
+        sh_slices, in_slices = sh.slices(), irreps_in.slices()
         norm = 1.0 / math.sqrt(avg_num_neighbors)
-        perm = torch.zeros(irreps_mid.dim, dtype=torch.long)
         weight_perm: list[torch.Tensor] = []
         self.blocks: list[Block] = []
+        self.mid_columns: dict[int, int] = {}
         column_start = 0
         dtype = torch.get_default_dtype()
         for i_in, (mul, ir_in) in enumerate(irreps_in):
@@ -124,7 +127,6 @@ class BlockLayout(torch.nn.Module):
             rows = sum(dims.values())
             cg = torch.zeros(sh.dim, rows, ir_in.dim, dtype=torch.float64)
             path_index = torch.zeros(rows, dtype=torch.long)
-            u = torch.arange(mul)[:, None]
             row = 0
             for p, k in enumerate(ordered):
                 ins, d_out = instructions[k], dims[k]
@@ -132,8 +134,7 @@ class BlockLayout(torch.nn.Module):
                 w3j = o3.wigner_3j(ir_in.l, l_sh, l_out, dtype=torch.float64)  # [d_in, d_sh, d_out]
                 cg[sh_slices[ins.i_in2], row : row + d_out, :] = norm * ins.path_weight * w3j.permute(1, 2, 0)
                 path_index[row : row + d_out] = p
-                cols = torch.arange(d_out)[None, :]
-                perm[mid_slices[ins.i_out].start + u * d_out + cols] = column_start + (row + cols) * mul + u
+                self.mid_columns[ins.i_out] = column_start + row * mul
                 row += d_out
             # radial weight (p, u) of the block is column weight_offsets[ordered[p]] + u of the reference layout
             weight_perm.append(torch.tensor([weight_offsets[k] for k in ordered])[:, None] + torch.arange(mul))
@@ -146,7 +147,6 @@ class BlockLayout(torch.nn.Module):
             groups = tuple((count, d_out) for d_out, count in counts.items())
             self.blocks.append(Block(in_slices[i_in].start, in_slices[i_in].stop, mul, ir_in.dim, groups))
             column_start += rows * mul
-        self.register_buffer("perm", perm, persistent=False)
         order = torch.cat([w.reshape(-1) for w in weight_perm]) if weight_perm else torch.zeros(0, dtype=torch.long)
         self.register_buffer("weight_perm", order, persistent=False)
 
@@ -173,15 +173,16 @@ class BlockLayout(torch.nn.Module):
             cgs.append(getattr(self, f"cg_{index}").to(dtype))
         return x_blocks, cgs
 
-    def to_mid(self, outputs: list[torch.Tensor]) -> torch.Tensor:
-        """The blocks' node outputs ``[N, Q_b, mul_b]`` as ``[N, irreps_mid.dim]`` in ``irreps_mid`` order."""
+    @staticmethod
+    def concat(outputs: list[torch.Tensor]) -> torch.Tensor:
+        """The blocks' node outputs ``[N, Q_b, mul_b]`` side by side: ``[N, irreps_mid.dim]`` in the block layout."""
         num_nodes = outputs[0].shape[0]
-        return torch.cat([out.reshape(num_nodes, -1) for out in outputs], dim=1).index_select(1, self.perm)
+        return torch.cat([out.reshape(num_nodes, -1) for out in outputs], dim=1)
 
     def torch_aggregate(
         self, x: torch.Tensor, edge_index: torch.Tensor, edge_sh: torch.Tensor, weights: torch.Tensor
     ) -> torch.Tensor:
-        """``sum_{j -> i} tensor_product(x_j, edge_sh, w) / sqrt(avg_num_neighbors)`` as ``[N, irreps_mid.dim]``.
+        """``sum_{j -> i} tensor_product(x_j, edge_sh, w) / sqrt(avg_num_neighbors)``: ``[N, irreps_mid.dim]``, block layout.
 
         PyTorch operations, differentiable to any order. ``x [N, irreps_in.dim]``, ``edge_sh
         [E, sh_dim]``; ``weights [E, weight_numel]`` are the radial weights in block order
@@ -196,7 +197,7 @@ class BlockLayout(torch.nn.Module):
         for x_block, w, cg, block in zip(x_blocks, weights.split(self.weight_sizes, dim=1), cgs, self.blocks):
             w = w.reshape(num_edges, block.num_paths, block.mul)  # [E, P, mul]
             outputs.append(_block_messages(x_block, edge_sh, w, cg, source, target, block.groups))
-        return self.to_mid(outputs)
+        return self.concat(outputs)
 
 
 def _block_messages(
