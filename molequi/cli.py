@@ -29,6 +29,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Train the demo potential on the shipped EMT Cu/Au dataset (a few minutes on a CPU) and print its test errors.",
     ),
     "md": ("molequi.calculators.cli_md", "Run molecular dynamics (NVE or Langevin) with a molequi model and ASE."),
+    "deploy": (
+        "molequi.deploy.cli_deploy",
+        "Export a model file as an AOTInductor package (.pt2) for MD engines, checked against the eager model.",
+    ),
 }
 
 

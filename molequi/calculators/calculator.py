@@ -10,10 +10,11 @@ import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 
+from ..deploy.runtime import PackagedPotential, is_package, load_package
 from ..devices import resolve_device
 from .batched import predict
 from .checks import check_atoms, check_edge_lengths
-from .inference import ModelLike, evaluate, known_elements, prepare_models, structure_results
+from .inference import ModelLike, evaluate, known_elements, prepare_models, resolve_dtype, structure_results
 from .neighbor_cache import SkinNeighborList
 
 
@@ -42,7 +43,9 @@ class MolequiCalculator(Calculator):
 
     Args:
         model: a model file path, a loaded model, or a sequence of them (a committee; the
-            members must share ``r_max``). Given models are copied, not modified.
+            members must share ``r_max``). Given models are copied, not modified. A ``.pt2``
+            path is a deployed package (``molequi deploy``; one structure per call, in the
+            dtype it was deployed with; see :mod:`molequi.deploy.runtime`).
         device: torch device of the models.
         dtype: ``"float32"``, ``"float64"`` or a ``torch.dtype`` (default: the model's).
         skin: neighbour-list skin (Å); 0 rebuilds at every call.
@@ -69,8 +72,12 @@ class MolequiCalculator(Calculator):
     ) -> None:
         super().__init__(**kwargs)
         self.device = resolve_device(device)
-        self.models = prepare_models(model, self.device, dtype)
-        self.dtype = next(self.models[0].parameters()).dtype
+        if is_package(model):  # a deployed package (molequi deploy): same call shape as a model
+            self.models = [load_package(model, self.device, resolve_dtype(dtype))]
+            self.dtype = self.models[0].dtype
+        else:
+            self.models = prepare_models(model, self.device, dtype)
+            self.dtype = next(self.models[0].parameters()).dtype
         self.r_max = self.models[0].r_max
         self.elements = known_elements(self.models)
         self.neighbors = SkinNeighborList(self.r_max, skin)
@@ -115,7 +122,12 @@ class MolequiCalculator(Calculator):
             One dict per structure, with the same keys and values as ``self.results`` after
             calculating that structure alone: ``energy``, ``free_energy``, ``forces [N, 3]``,
             ``stress [6]`` for fully periodic cells, and the ``*_std`` spreads for a committee.
+
+        Raises:
+            ValueError: the calculator runs a deployed package (one structure per call).
         """
+        if isinstance(self.models[0], PackagedPotential):
+            raise ValueError(f"predict batches model files; the package {self.models[0].path} evaluates one structure per call")
         return predict(self.models, structures, batch_size, self.device)
 
     def _graph(self, atoms: Atoms) -> dict[str, torch.Tensor]:

@@ -24,7 +24,7 @@ from .md import ENSEMBLES, run_md
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the ``md`` options on ``parser``."""
-    parser.add_argument("model", help="model file (model.pt)")
+    parser.add_argument("model", help="model file (model.pt) or deployed package (.pt2, molequi deploy)")
     parser.add_argument("structure", help="starting structure (any file ASE reads; the first frame is used)")
     parser.add_argument("--ensemble", choices=ENSEMBLES, default="nve", help="default: nve (velocity Verlet)")
     parser.add_argument(
