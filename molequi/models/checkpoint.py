@@ -44,7 +44,9 @@ UNITS = {"energy": "eV", "length": "Angstrom", "forces": "eV/Angstrom", "stress"
 _REMOVED_IN_2 = re.compile(r"(^|\.)conv\.edge_embedding\.")
 
 
-def upgrade_state_dict(state_dict: dict[str, torch.Tensor], version: int, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+def upgrade_state_dict(
+    state_dict: dict[str, torch.Tensor], version: int, model: torch.nn.Module
+) -> dict[str, torch.Tensor]:
     """``state_dict`` of a format-``version`` file in the layout of ``model`` (built from the file's config).
 
     Format 1 -> 2: the keys of the convolutions' edge embeddings are dropped, the energy head's

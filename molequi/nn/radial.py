@@ -94,7 +94,7 @@ class RadialEmbedding(torch.nn.Module):
 
 
 class RadialMLP(FullyConnectedNet):
-    """The radial MLP of a convolution: e3nn's ``FullyConnectedNet`` with SiLU (``[E, num_radial] -> [E, num_weights]``).
+    """A convolution's radial MLP: e3nn's ``FullyConnectedNet`` with SiLU, ``[E, num_radial] -> [E, num_weights]``.
 
     Its parameters and state-dict keys are e3nn's (``layer0.weight``, ...). Besides the e3nn
     forward, :meth:`folded_matrices` gives the same map as plain matrices for :func:`apply_mlp`

@@ -72,5 +72,5 @@ def test_unknown_format_or_class_is_refused(version):
     with pytest.raises(ValueError, match=f"unsupported model file format {version!r}.*reads 1 to {FORMAT_VERSION}"):
         model_from_dict(record)
     record = {"format_version": FORMAT_VERSION, "model": "Nope", "config": {}, "state_dict": {}}
-    with pytest.raises(ValueError, match="model file names an unknown model class 'Nope'; known: .*EquivariantPotential"):
+    with pytest.raises(ValueError, match="names an unknown model class 'Nope'; known: .*EquivariantPotential"):
         model_from_dict(record)

@@ -29,7 +29,9 @@ def kernel_aggregate(
     edge_chunk: int,
     cache_bytes: int,
 ) -> torch.Tensor:
-    """As :meth:`BlockLayout.torch_aggregate`, radial MLP included, with the C++ kernel (``[N, irreps_mid.dim]``, block layout).
+    """As :meth:`BlockLayout.torch_aggregate`, radial MLP included, with the C++ kernel.
+
+    Returns ``[N, irreps_mid.dim]`` in the block layout.
 
     ``x [N, irreps_in.dim]`` (CPU), ``edge_index [2, E]``, ``edge_sh [E, sh_dim]``, ``edge_radial
     [E, num_radial]``; ``matrices``: the radial MLP's folded matrices, outputs in block order.
@@ -46,7 +48,9 @@ def kernel_aggregate(
         low, high = (int(v) for v in torch.aminmax(edge_index))
         if low < 0 or high >= num_nodes:
             bad = low if low < 0 else high
-            raise ValueError(f"EquivariantConv: edge_index holds node {bad}, but x has {num_nodes} nodes (0..{num_nodes - 1})")
+            raise ValueError(
+                f"EquivariantConv: edge_index holds node {bad}, but x has {num_nodes} nodes (0..{num_nodes - 1})"
+            )
     target = edge_index[1]
     targets_sorted = bool((target[1:] >= target[:-1]).all()) if num_edges > 1 else True
     x_blocks, cgs = layout.split(x, edge_sh.dtype)
@@ -62,7 +66,8 @@ def kernel_aggregate(
         cache=num_edges * widths * edge_sh.element_size() <= cache_bytes,
         workspace_parts=fused_kernel().parallel_parts(min(chunk, num_edges)) - 1 if num_edges else 0,
     )
-    outputs = _ChunkedEdges.apply(edge_radial, edge_sh, edge_index.contiguous(), plan, len(x_blocks), *x_blocks, *matrices)
+    edge_index = edge_index.contiguous()
+    outputs = _ChunkedEdges.apply(edge_radial, edge_sh, edge_index, plan, len(x_blocks), *x_blocks, *matrices)
     return layout.concat(list(outputs))
 
 
@@ -202,7 +207,8 @@ class _ChunkedEdges(torch.autograd.Function):
             blocks = zip(outputs, workspaces, x_blocks, plan.cgs, plan.paths, plan.offsets, plan.sizes)
             for out, ws, x, cg, path, offset, size in blocks:
                 num_paths = size // x.shape[2]
-                kernel.fused_tp_forward(out, ws, x, sh, cg, weights, offset, num_paths, path, src, tgt, plan.targets_sorted)
+                sorted_ = plan.targets_sorted
+                kernel.fused_tp_forward(out, ws, x, sh, cg, weights, offset, num_paths, path, src, tgt, sorted_)
         for out, ws in zip(outputs, workspaces):
             _add_workspace(out, ws)
         ctx.save_for_backward(edge_radial, edge_sh, edge_index, *tensors)
@@ -221,7 +227,8 @@ class _ChunkedEdges(torch.autograd.Function):
             )
             result = [out if need else None for out, need in zip(outs, needs)]
         else:
-            result = _kernel_gradients(ctx.plan, ctx.radial_weights, edge_sh, edge_index, tensors[:num_blocks], grads, needs)
+            x_blocks = tensors[:num_blocks]
+            result = _kernel_gradients(ctx.plan, ctx.radial_weights, edge_sh, edge_index, x_blocks, grads, needs)
         return (result[0], result[1], None, None, None, *result[2:])
 
 

@@ -184,4 +184,5 @@ class EquivariantConv(MessagePassing):
         return self.tensor_product(x_j, edge_sh, weights)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.irreps_in} -> {self.irreps_out}, sh={self.irreps_sh}, backend={self.backend})"
+        name = type(self).__name__
+        return f"{name}({self.irreps_in} -> {self.irreps_out}, sh={self.irreps_sh}, backend={self.backend})"

@@ -4,10 +4,10 @@ The kernel is compiled with ``torch.utils.cpp_extension.load`` into ``TORCH_EXTE
 (default ``~/.cache/torch_extensions/...``) under a name that hashes the source, the compiler
 flags, the torch version and the CPU. The source is copied into that build directory and
 compiled from there, so one build serves every later process and every checkout or installation
-of the same source on the machine; "building ..." is logged only when a build actually runs. Without a C++ compiler (or headers) the
-load fails once per process with a warning and :class:`~molequi.nn.EquivariantConv` uses its
-PyTorch path (same results, slower). ``MOLEQUI_FUSED_KERNEL=0`` in the environment disables the
-kernel without a warning.
+of the same source on the machine; "building ..." is logged only when a build actually runs.
+Without a C++ compiler (or headers) the load fails once per process with a warning and
+:class:`~molequi.nn.EquivariantConv` uses its PyTorch path (same results, slower).
+``MOLEQUI_FUSED_KERNEL=0`` in the environment disables the kernel without a warning.
 """
 
 from __future__ import annotations

@@ -95,5 +95,5 @@ class BlockLinear(torch.nn.Module):
             y = x.reshape(num_nodes, dim, -1) @ weight  # [N, d, sum mul_out]
             for (j, mul_out), part in zip(outs, y.split([mul for _, mul in outs], dim=2)):
                 outputs[j] = part.transpose(1, 2).reshape(num_nodes, mul_out * dim)  # e3nn layout [mul, d]
-        parts = [outputs.get(j, aggregated.new_zeros(num_nodes, mul_ir.dim)) for j, mul_ir in enumerate(linear.irreps_out)]
+        parts = [outputs.get(j, aggregated.new_zeros(num_nodes, e.dim)) for j, e in enumerate(linear.irreps_out)]
         return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]

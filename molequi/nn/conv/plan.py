@@ -182,11 +182,11 @@ class BlockLayout(torch.nn.Module):
     def torch_aggregate(
         self, x: torch.Tensor, edge_index: torch.Tensor, edge_sh: torch.Tensor, weights: torch.Tensor
     ) -> torch.Tensor:
-        """``sum_{j -> i} tensor_product(x_j, edge_sh, w) / sqrt(avg_num_neighbors)``: ``[N, irreps_mid.dim]``, block layout.
+        """``sum_{j -> i} tensor_product(x_j, edge_sh, w) / sqrt(avg_num_neighbors)`` with PyTorch operations.
 
-        PyTorch operations, differentiable to any order. ``x [N, irreps_in.dim]``, ``edge_sh
-        [E, sh_dim]``; ``weights [E, weight_numel]`` are the radial weights in block order
-        (columns ``weight_perm`` of the reference layout).
+        Returns ``[N, irreps_mid.dim]`` in the block layout; differentiable to any order.
+        ``x [N, irreps_in.dim]``, ``edge_sh [E, sh_dim]``; ``weights [E, weight_numel]`` are the
+        radial weights in block order (columns ``weight_perm`` of the reference layout).
         """
         source, target = edge_index[0], edge_index[1]
         num_nodes, num_edges = x.shape[0], edge_sh.shape[0]
@@ -227,6 +227,7 @@ def _block_messages(
         else:
             product = torch.bmm(path_map.reshape(num_edges, rows, dim_in), x_j)  # [E, P * d_out, mul]
             message = product.reshape(num_edges, num_paths, d_out, mul) * w
-        outputs.append(x_block.new_zeros(num_nodes, rows * mul).index_add_(0, target, message.reshape(num_edges, rows * mul)))
+        summed = x_block.new_zeros(num_nodes, rows * mul).index_add_(0, target, message.reshape(num_edges, rows * mul))
+        outputs.append(summed)
         row, path = row + rows, path + num_paths
     return torch.cat(outputs, dim=1).reshape(num_nodes, row, mul)
