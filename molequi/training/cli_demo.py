@@ -69,6 +69,6 @@ def run(args: argparse.Namespace) -> int:
 def build_kernel() -> None:
     """Build (or load) the fused C++ kernel now, so that its first-use build (about a minute) is
     not part of the training's time."""
-    from ..nn.conv.equivariant_conv import fused_kernel
+    from ..nn.conv.kernel import fused_kernel
 
     fused_kernel()

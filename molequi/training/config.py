@@ -4,7 +4,7 @@ A config file is a YAML mapping with the sections ``data``, ``model``, ``loss`` 
 the run keys of :class:`TrainConfig`. Every key is checked: an unknown or misspelt key, a missing
 required key or a value of the wrong type raises :class:`ConfigError` naming the key
 (``data.train_size``). The ``model`` section names a class of
-:data:`molequi.models.checkpoint.MODEL_CLASSES` (``name``, default ``EquivariantPotential``);
+:data:`molequi.models.registry.MODEL_CLASSES` (``name``, default ``EquivariantPotential``);
 its other keys are that class's constructor arguments, checked against its signature.
 """
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from ..models.checkpoint import MODEL_CLASSES
+from ..models.registry import MODEL_CLASSES
 from .yaml_io import parse_value, read_yaml
 
 
@@ -84,7 +84,7 @@ class ModelConfig:
     """A model class name and its constructor arguments (checked against its signature).
 
     Attributes:
-        name: a key of :data:`~molequi.models.checkpoint.MODEL_CLASSES`.
+        name: a key of :data:`~molequi.models.registry.MODEL_CLASSES`.
         options: constructor arguments; ``species``, ``avg_num_neighbors``, ``atomic_energies``,
             ``scale`` and ``shift``, when left out, come from the training-set statistics.
     """

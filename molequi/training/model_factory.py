@@ -7,7 +7,7 @@ from typing import Any
 
 from ..data.statistics import DatasetStatistics
 from ..models.atomistic import AtomisticModel
-from ..models.checkpoint import MODEL_CLASSES
+from ..models.registry import MODEL_CLASSES
 from .config import ModelConfig
 
 

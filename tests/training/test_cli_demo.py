@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from molequi.cli import main
-from molequi.nn.conv import equivariant_conv
+from molequi.nn.conv import kernel
 from molequi.training import TrainResult, cli_demo, load_config
 from molequi.training.yaml_io import read_yaml
 
@@ -16,7 +16,7 @@ from molequi.training.yaml_io import read_yaml
 def calls(monkeypatch, tmp_path):
     """Record the kernel build and the training (faked: it stops after 3 epochs) in order."""
     order: list[str] = []
-    monkeypatch.setattr(equivariant_conv, "fused_kernel", lambda: order.append("kernel"))
+    monkeypatch.setattr(kernel, "fused_kernel", lambda: order.append("kernel"))
 
     def fake_train(config, overwrite=False):
         order.append(f"train max_epochs={config.max_epochs}")
