@@ -11,21 +11,16 @@ its other keys are that class's constructor arguments, checked against its signa
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import inspect
-import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from ..models.registry import MODEL_CLASSES
+from .strict import ConfigError, build_dataclass, coerce, deep_copy, plain, unknown_key
 from .yaml_io import parse_value, read_yaml
-
-
-class ConfigError(ValueError):
-    """A bad configuration: unknown, missing or ill-typed key, or an out-of-range value."""
 
 
 @dataclass
@@ -113,7 +108,7 @@ class ModelConfig:
         checked = {}
         for key, value in options.items():
             if key not in parameters:
-                raise ConfigError(_unknown_key(prefix + str(key), key, ["name", *parameters], f"of model {name}"))
+                raise ConfigError(unknown_key(prefix + str(key), key, ["name", *parameters], f"of model {name}"))
             checked[key] = coerce(value, hints.get(key, Any), prefix + key)
         return cls(name=name, options=checked)
 
@@ -290,7 +285,7 @@ class TrainConfig:
         Raises:
             ConfigError: naming the first bad key.
         """
-        return _build(cls, raw, "")
+        return build_dataclass(cls, raw, "")
 
     def to_dict(self) -> dict[str, Any]:
         """The nested YAML form; ``TrainConfig.from_dict(c.to_dict()) == c``."""
@@ -300,9 +295,9 @@ class TrainConfig:
             if isinstance(value, ModelConfig):
                 out[f.name] = value.to_dict()
             elif dataclasses.is_dataclass(value):
-                out[f.name] = {g.name: _plain(getattr(value, g.name)) for g in dataclasses.fields(value)}
+                out[f.name] = {g.name: plain(getattr(value, g.name)) for g in dataclasses.fields(value)}
             else:
-                out[f.name] = _plain(value)
+                out[f.name] = plain(value)
         return out
 
 
@@ -321,7 +316,7 @@ def load_config(source: str | Path | Mapping[str, Any], overrides: Sequence[str]
     raw = read_yaml(source) if isinstance(source, (str, Path)) else source
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{source}: the config must be a mapping of keys, got {type(raw).__name__}")
-    raw = _deep_copy(raw)
+    raw = deep_copy(raw)
     for item in overrides:
         apply_override(raw, item)
     return TrainConfig.from_dict(raw)
@@ -340,127 +335,3 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
             raise ConfigError(f"override {item!r}: {'.'.join(sections[: i + 1])} is not a section")
         target = node
     target[last] = parse_value(text)
-
-
-def coerce(value: Any, annotation: Any, key: str) -> Any:
-    """``value`` checked against a type annotation (ints are accepted as floats, tuples as lists).
-
-    Supports ``Any``, ``None``, unions, ``Literal``, ``bool``, ``int``, ``float``, ``str``,
-    sequences, tuples and mappings of those.
-
-    Raises:
-        ConfigError: ``value`` does not fit, naming ``key`` and the expected type.
-    """
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if annotation is Any:
-        return value
-    if origin in (Union, types.UnionType):
-        for option in args:
-            try:
-                return coerce(value, option, key)
-            except ConfigError:
-                continue
-        raise _type_error(value, annotation, key)
-    if origin is Literal:
-        if value in args and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key}: expected one of {', '.join(map(repr, args))}, got {value!r}")
-    if annotation in (None, type(None)):
-        if value is None:
-            return None
-    elif annotation is bool:
-        if isinstance(value, bool):
-            return value
-    elif annotation is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif annotation is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif annotation is str:
-        if isinstance(value, str):
-            return value
-    elif origin is tuple:
-        if isinstance(value, (list, tuple)):
-            if len(args) == 2 and args[1] is Ellipsis:
-                return tuple(coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
-            if len(value) == len(args):
-                return tuple(coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-    elif origin in (list, Sequence, typing.Sequence) or annotation in (list, Sequence):
-        if isinstance(value, (list, tuple)):
-            item = args[0] if args else Any
-            return [coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
-    elif origin in (dict, Mapping, typing.Mapping) or annotation in (dict, Mapping):
-        if isinstance(value, Mapping):
-            key_type, value_type = args if args else (Any, Any)
-            return {coerce(k, key_type, f"{key} key"): coerce(v, value_type, f"{key}.{k}") for k, v in value.items()}
-    else:
-        raise TypeError(f"config type {annotation!r} of {key} is not supported")
-    raise _type_error(value, annotation, key)
-
-
-def _build(cls: type, raw: Any, prefix: str) -> Any:
-    where = prefix.rstrip(".") or "config"
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where}: expected a mapping of keys, got {type(raw).__name__} {raw!r}")
-    if cls is ModelConfig:
-        return ModelConfig.from_mapping(raw, prefix)
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    for key in raw:
-        if key not in names:
-            raise ConfigError(_unknown_key(prefix + str(key), key, names, f"in {where}"))
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        key = prefix + f.name
-        if f.name not in raw:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ConfigError(f"missing required key {key!r}")
-            continue
-        hint = hints[f.name]
-        if dataclasses.is_dataclass(hint):
-            kwargs[f.name] = _build(hint, raw[f.name], key + ".")
-        else:
-            kwargs[f.name] = coerce(raw[f.name], hint, key)
-    return cls(**kwargs)
-
-
-def _unknown_key(full_key: str, key: Any, known: Sequence[str], where: str) -> str:
-    prefix = full_key[: len(full_key) - len(str(key))]
-    close = difflib.get_close_matches(str(key), list(known), n=1)
-    hint = f"; did you mean {prefix + close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
-    return f"unknown key {full_key!r} {where}{hint}"
-
-
-def _type_error(value: Any, annotation: Any, key: str) -> ConfigError:
-    return ConfigError(f"{key}: expected {_describe(annotation)}, got {type(value).__name__} {value!r}")
-
-
-def _describe(annotation: Any) -> str:
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if annotation in (None, type(None)):
-        return "null"
-    if origin in (Union, types.UnionType):
-        return " or ".join(_describe(a) for a in args)
-    if origin is Literal:
-        return "one of " + ", ".join(map(repr, args))
-    if origin is tuple:
-        return f"a list of {len(args)}" if args and args[-1] is not Ellipsis else "a list"
-    if origin in (list, Sequence, typing.Sequence):
-        return f"a list of {_describe(args[0])}" if args else "a list"
-    if origin in (dict, Mapping, typing.Mapping):
-        return f"a mapping {_describe(args[0])} -> {_describe(args[1])}" if args else "a mapping"
-    return getattr(annotation, "__name__", str(annotation))
-
-
-def _plain(value: Any) -> Any:
-    """Tuples as lists, recursively, so the config dumps as plain YAML."""
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
-def _deep_copy(raw: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in raw.items()}
