@@ -130,3 +130,14 @@ def unit_hint(reference: np.ndarray, predicted: np.ndarray, energy_unit: str) ->
         if unit != energy_unit and abs(math.log(ENERGY_UNITS[unit] / implied)) < math.log(UNIT_MATCH_TOLERANCE):
             hint += f"; they look like {unit}: try --energy-unit {unit}"
     return hint
+
+
+def epoch_summary(row: dict[str, float], max_epochs: int, seconds: float, best: bool) -> str:
+    """One log line per epoch, errors in meV."""
+    parts = [f"epoch {row['epoch']:>4d}/{max_epochs}", f"lr {row['lr']:.2e}", f"loss {row['train_loss']:.4g}/{row['val_loss']:.4g}"]
+    if "val_energy_per_atom_mae" in row:
+        parts.append(f"val E/atom MAE {1000 * row['val_energy_per_atom_mae']:.2f} meV")
+    if "val_forces_mae" in row:
+        parts.append(f"val F MAE {1000 * row['val_forces_mae']:.1f} meV/Å")
+    parts.append(f"{seconds:.1f} s" + (" *" if best else ""))
+    return "  ".join(parts)

@@ -1,4 +1,4 @@
-"""The resumable state of a run: random-number generator states and the checkpoint file.
+"""The resumable state of a run: random-number generator states, the checkpoint file, and what a resume may change.
 
 ``checkpoint.pt`` holds only tensors and plain Python values, so it loads with
 ``torch.load(..., weights_only=True)``.
@@ -72,3 +72,30 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if state.get("version") != CHECKPOINT_VERSION:
         raise ValueError(f"{path}: checkpoint version {state.get('version')} is not supported (expected {CHECKPOINT_VERSION})")
     return state
+
+
+#: Config keys that may differ between a checkpoint and the run that resumes it.
+RESUMABLE_CHANGES = frozenset(
+    {"max_epochs", "max_minutes", "budget_clock", "device", "progress_bar", "plots", "tensorboard", "early_stopping_patience",
+     "eval_batch_size", "output_dir", "data.cache_dir"}
+)  # fmt: skip
+
+
+def _flatten(config: dict[str, Any]) -> dict[str, Any]:
+    """``{"data": {"path": p}}`` -> ``{"data.path": p}`` (sections are one level deep)."""
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update({f"{key}.{name}": item for name, item in value.items()})
+        else:
+            out[key] = value
+    return out
+
+
+def check_resumable(saved: dict[str, Any], current: dict[str, Any]) -> None:
+    """Reject a resume whose config differs from the checkpoint's beyond :data:`RESUMABLE_CHANGES`."""
+    old, new = _flatten(saved), _flatten(current)
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
+    if changed:
+        details = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
+        raise ValueError(f"cannot resume: the config differs from the checkpoint's in {details} (only {', '.join(sorted(RESUMABLE_CHANGES))} may change)")

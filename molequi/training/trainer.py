@@ -48,16 +48,12 @@ from .model_factory import build_model, model_arguments, model_r_max
 from .plots import plot_learning_curves, plot_predictions
 from .report import default_logging
 from .schedule import LearningRateSchedule
-from .state import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
+from .report import epoch_summary
+from .state import check_resumable, load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
 from .yaml_io import dump_yaml
 
 logger = logging.getLogger(__name__)
 
-#: Config keys that may differ between a checkpoint and the run that resumes it.
-RESUMABLE_CHANGES = frozenset(
-    {"max_epochs", "max_minutes", "budget_clock", "device", "progress_bar", "plots", "tensorboard", "early_stopping_patience",
-     "eval_batch_size", "output_dir", "data.cache_dir"}
-)  # fmt: skip
 #: Files of a run, removed first when ``overwrite`` starts a new run in the same folder.
 OUTPUT_FILES = (
     "config.yaml", "model.pt", "checkpoint.pt", "metrics.csv", "metrics.json",
@@ -162,7 +158,7 @@ class Trainer:
         path = self.output_dir / "checkpoint.pt"
         if resume:
             checkpoint = load_checkpoint(path)
-            _check_resumable(checkpoint["config"], self.config.to_dict())
+            check_resumable(checkpoint["config"], self.config.to_dict())
             return checkpoint
         if path.exists():
             if not overwrite:
@@ -259,7 +255,7 @@ class Trainer:
         row.update({f"val_{k}": v for k, v in val_metrics.items()})
         self.history.append(row)
         if self.dist.is_main:
-            logger.info(_summary(row, self.config.max_epochs, self.last_epoch_s, epoch == self.best_epoch))
+            logger.info(epoch_summary(row, self.config.max_epochs, self.last_epoch_s, epoch == self.best_epoch))
             save_checkpoint(self._state(), self.output_dir / "checkpoint.pt")
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
@@ -391,34 +387,3 @@ class Trainer:
 def budget_clock(name: str) -> Callable[[], float]:
     """Seconds of the ``budget_clock`` setting: ``wall`` (``time.perf_counter``) or ``cpu`` (this process's CPU time)."""
     return time.process_time if name == "cpu" else time.perf_counter
-
-
-def _flatten(config: dict[str, Any]) -> dict[str, Any]:
-    """``{"data": {"path": p}}`` -> ``{"data.path": p}`` (sections are one level deep)."""
-    out = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            out.update({f"{key}.{name}": item for name, item in value.items()})
-        else:
-            out[key] = value
-    return out
-
-
-def _check_resumable(saved: dict[str, Any], current: dict[str, Any]) -> None:
-    """Reject a resume whose config differs from the checkpoint's beyond :data:`RESUMABLE_CHANGES`."""
-    old, new = _flatten(saved), _flatten(current)
-    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
-    if changed:
-        details = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
-        raise ValueError(f"cannot resume: the config differs from the checkpoint's in {details} (only {', '.join(sorted(RESUMABLE_CHANGES))} may change)")
-
-
-def _summary(row: dict[str, float], max_epochs: int, seconds: float, best: bool) -> str:
-    """One log line per epoch, errors in meV."""
-    parts = [f"epoch {row['epoch']:>4d}/{max_epochs}", f"lr {row['lr']:.2e}", f"loss {row['train_loss']:.4g}/{row['val_loss']:.4g}"]
-    if "val_energy_per_atom_mae" in row:
-        parts.append(f"val E/atom MAE {1000 * row['val_energy_per_atom_mae']:.2f} meV")
-    if "val_forces_mae" in row:
-        parts.append(f"val F MAE {1000 * row['val_forces_mae']:.1f} meV/Å")
-    parts.append(f"{seconds:.1f} s" + (" *" if best else ""))
-    return "  ".join(parts)

@@ -155,11 +155,11 @@ def test_table_reports_a_failed_run():
 
 
 def test_epoch_seconds_are_read_from_molequis_epoch_line():
-    from molequi.training.trainer import _summary
+    from molequi.training.report import epoch_summary
 
     row = {"epoch": 7, "lr": 1e-3, "train_loss": 1.0, "val_loss": 2.0, "val_energy_per_atom_mae": 1e-3, "val_forces_mae": 0.05}
     for best in (True, False):
-        match = bench.EPOCH_LINE.match(_summary(row, 100, 12.34, best))
+        match = bench.EPOCH_LINE.match(epoch_summary(row, 100, 12.34, best))
         assert match and float(match[1]) == pytest.approx(12.3)
 
 
