@@ -158,3 +158,49 @@ def energy_forces_loss(energy, forces, energy_ref, forces_ref, num_atoms: int, n
     """The same loss for every model: per-atom energy MSE + force MSE (weights 1 : 10)."""
     energy_term = (((energy.reshape(-1) - energy_ref) / (num_atoms / num_graphs)) ** 2).mean()
     return energy_term + 10.0 * ((forces - forces_ref) ** 2).mean()
+
+
+def timed_call(task: str, model: Any, predict: Callable[[bool], tuple[Any, Any]], frames: list, num_atoms: int) -> Callable[[], Any]:
+    """The call a case times, the same for every side.
+
+    Args:
+        task: ``forces`` (energy + forces in inference mode) or ``train`` (one Adam step on the
+            per-atom energy + 10 x force MSE of :func:`energy_forces_loss`).
+        model: whose parameters the optimiser steps.
+        predict: ``predict(training) -> (energy [G], forces [N, 3])``, the side's own forward.
+        frames: the ASE frames of the batch (labels for ``train``); num_atoms: atoms in the batch.
+    """
+    import torch
+
+    if task == "forces":
+        return lambda: predict(False)
+    energy_ref, forces_ref = energy_forces_labels(frames, torch.get_default_dtype())
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+    def call() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        energy, forces = predict(True)
+        energy_forces_loss(energy, forces, energy_ref, forces_ref, num_atoms, len(frames)).backward()
+        optimizer.step()
+
+    return call
+
+
+def report(call: Callable[[], Any], args: argparse.Namespace, network: Any, graph_ms: float, num_atoms: int, num_edges: int, **fields: Any) -> dict[str, Any]:
+    """Time ``call`` (:func:`measure`), print the result line and return it.
+
+    ``network`` is the module whose parameters are counted; ``fields`` name the side (``side``,
+    ``model``, ``version``, ``config``); the rest (parameters,
+    graph size, graph-building time, environment and timings) is filled in the same way for all.
+    """
+    result = {
+        **fields,
+        "params": sum(p.numel() for p in network.parameters()),
+        "atoms": num_atoms,
+        "edges": num_edges,
+        "graph_ms": graph_ms,
+        **environment(),
+    }
+    result.update(measure(call, args.repeats, args.warmup))
+    emit(result)
+    return result

@@ -82,38 +82,18 @@ def main() -> None:
             if hasattr(module, "layout"):  # EquivariantConv's "torch" backend
                 module.layout.torch_aggregate = torch.compile(module.layout.torch_aggregate, dynamic=True)
 
-    if args.task == "forces":
+    def predict(training: bool):
+        out = model(batch)
+        return out["energy"], out["forces"]
 
-        def call():
-            out = model(batch)
-            return out["energy"], out["forces"]
-
-    else:
-        energy_ref, forces_ref = _harness.energy_forces_labels(frames, torch.get_default_dtype())
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-
-        def call():
-            optimizer.zero_grad(set_to_none=True)
-            out = model(batch)
-            loss = _harness.energy_forces_loss(
-                out["energy"], out["forces"], energy_ref, forces_ref, num_atoms, len(frames)
-            )
-            loss.backward()
-            optimizer.step()
-
-    result = {
-        "side": "molequi",
-        "model": model_name + (" (torch.compile)" if use_compile else "") + ("" if path == "kernel" else f" ({path})"),
-        "version": molequi.__version__,
-        "config": {**config, "model": model_name, "compile": use_compile, "path": path},
-        "params": sum(p.numel() for p in model.parameters()),
-        "atoms": num_atoms,
-        "edges": num_edges,
-        "graph_ms": graph_ms,
-        **_harness.environment(),
-    }
-    result.update(_harness.measure(call, args.repeats, args.warmup))
-    _harness.emit(result)
+    call = _harness.timed_call(args.task, model, predict, frames, num_atoms)
+    _harness.report(
+        call, args, model, graph_ms, num_atoms, num_edges,
+        side="molequi",
+        model=model_name + (" (torch.compile)" if use_compile else "") + ("" if path == "kernel" else f" ({path})"),
+        version=molequi.__version__,
+        config={**config, "model": model_name, "compile": use_compile, "path": path},
+    )
     if args.profile:
         from torch.profiler import profile
 

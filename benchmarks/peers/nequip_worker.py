@@ -80,38 +80,15 @@ def main() -> None:
     batch = build_batch()
     num_atoms, num_edges = int(batch["pos"].shape[0]), int(batch["edge_index"].shape[1])
 
-    if args.task == "forces":
+    def predict(training: bool):
+        out = model(dict(batch))
+        return out["total_energy"], out["forces"]
 
-        def call():
-            out = model(dict(batch))
-            return out["total_energy"], out["forces"]
-
-    else:
-        energy_ref, forces_ref = _harness.energy_forces_labels(frames, torch.get_default_dtype())
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-
-        def call():
-            optimizer.zero_grad(set_to_none=True)
-            out = model(dict(batch))
-            loss = _harness.energy_forces_loss(
-                out["total_energy"], out["forces"], energy_ref, forces_ref, num_atoms, len(frames)
-            )
-            loss.backward()
-            optimizer.step()
-
-    result = {
-        "side": "nequip",
-        "model": "NequIP (NequIPGNNModel)",
-        "version": nequip.__version__,
-        "config": config,
-        "params": sum(p.numel() for p in model.parameters()),
-        "atoms": num_atoms,
-        "edges": num_edges,
-        "graph_ms": graph_ms,
-        **_harness.environment(),
-    }
-    result.update(_harness.measure(call, args.repeats, args.warmup))
-    _harness.emit(result)
+    call = _harness.timed_call(args.task, model, predict, frames, num_atoms)
+    _harness.report(
+        call, args, model, graph_ms, num_atoms, num_edges,
+        side="nequip", model="NequIP (NequIPGNNModel)", version=nequip.__version__, config=config,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # a subprocess per case: about a minute
 def test_model_speed_quick_runs_for_molequi(tmp_path):
     out = tmp_path / "speed.json"
     command = [
