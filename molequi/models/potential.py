@@ -44,12 +44,17 @@ class EquivariantPotential(AtomisticModel):
             endpoints (an implicit kernel in the sense of Zhdanov, Hoffmann & Cesa 2023: the MLP
             reads ``[B(r) u(r), u(r) onehot(z_j), u(r) onehot(z_i)]``, so it still vanishes
             smoothly at ``r_max`` through the envelope ``u``).
+        intensive: also predict a per-molecule invariant ``intensive [G] = intensive_shift +
+            intensive_scale * mean_i r(h_i)`` from a second scalar readout ``r``, mean-pooled (so
+            size-intensive, and without E0) for targets such as QM9's HOMO-LUMO gap;
+            ``intensive_shift`` / ``intensive_scale``: the mean and standard deviation of the
+            target over the training set.
 
     Shapes:
         input: a PyG ``Batch`` (``z [N]``, ``pos [N, 3]``, optional ``edge_index [2, E]``,
         ``edge_shift [E, 3]``, ``cell [G, 3, 3]``, ``pbc [G, 3]``, ``batch [N]``);
         output: ``energy [G]``, ``node_energy [N]``, ``forces [N, 3]``, ``stress [G, 3, 3]``,
-        ``dipole [G, 3]`` with ``dipole=True``.
+        ``dipole [G, 3]`` with ``dipole=True``, ``intensive [G]`` with ``intensive=True``.
     """
 
     def __init__(
@@ -70,6 +75,9 @@ class EquivariantPotential(AtomisticModel):
         readout_hidden: int = 16,
         dipole: bool = False,
         radial_species: bool = False,
+        intensive: bool = False,
+        intensive_shift: float = 0.0,
+        intensive_scale: float = 1.0,
     ) -> None:
         super().__init__()
         self.species_index = SpeciesIndex(species)
@@ -92,6 +100,9 @@ class EquivariantPotential(AtomisticModel):
             "readout_hidden": int(readout_hidden),
             "dipole": bool(dipole),
             "radial_species": bool(radial_species),
+            "intensive": bool(intensive),
+            "intensive_shift": float(intensive_shift),
+            "intensive_scale": float(intensive_scale),
         }
         num_species = len(species_z)
         irreps_species = o3.Irreps(f"{num_species}x0e")
@@ -117,6 +128,7 @@ class EquivariantPotential(AtomisticModel):
         self.blocks = torch.nn.ModuleList(blocks)
         self.readout = ScalarReadout(irreps, readout_hidden)
         self.dipole_readout = DipoleReadout(irreps) if dipole else None
+        self.intensive_readout = ScalarReadout(irreps, readout_hidden) if intensive else None
         self.energy_head = PerSpeciesEnergy(species_z, scale, shift, atomic_energies)
 
     def node_energies(self, inputs: GraphInputs, edge_vec: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -138,6 +150,11 @@ class EquivariantPotential(AtomisticModel):
         out = {"node_energy": self.energy_head(per_atom, species)}  # [N] float64
         if self.dipole_readout is not None:
             out["dipole"] = self.dipole_readout(features, inputs.pos, inputs.batch, inputs.num_graphs)
+        if self.intensive_readout is not None:
+            per_atom = self.intensive_readout(features)[:, 0]  # [N]
+            count = per_atom.new_zeros(inputs.num_graphs).index_add(0, inputs.batch, torch.ones_like(per_atom))
+            mean = per_atom.new_zeros(inputs.num_graphs).index_add(0, inputs.batch, per_atom) / count  # [G]
+            out["intensive"] = self.config["intensive_shift"] + self.config["intensive_scale"] * mean
         return out
 
 

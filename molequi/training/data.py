@@ -1,4 +1,12 @@
-"""Datasets of a training run: reading the configured files and the seeded train/validation/test split."""
+"""Datasets of a training run: reading the configured files and the seeded train/validation/test split.
+
+QM9 targets (``data.target``) come in three kinds: the energies ``U0, U, H, G`` (the ``energy``
+key, with QM9's thermochemical atom references as E0), the dipole norm ``mu`` (Debye, the
+per-graph :data:`~molequi.training.loss.DIPOLE_NORM` target of the model's ``dipole``) and the
+intensive ``homo, lumo, gap`` (eV, the per-graph :data:`~molequi.training.loss.INTENSIVE` target
+of a mean-pooled output). Graphs of the last two kinds carry no ``energy``. Other properties are
+read as an energy (summed over atoms).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +15,21 @@ from pathlib import Path
 
 import torch
 from ase.data import chemical_symbols
-from torch_geometric.data import Dataset, InMemoryDataset
+from torch_geometric.data import Data, Dataset, InMemoryDataset
 
 from ..data import keys
 from ..data.datasets import QM9, ASEDataset, random_split_indices
+from ..data.datasets.qm9 import ATOMREF_HARTREE, atomref
+from ..data.datasets.qm9_sources import PROPERTIES as QM9_PROPERTIES
 from ..data.statistics import isolated_atom_energies
 from ..data.units import energy_unit_factor
 from .config import DataConfig
+from .loss import DIPOLE_NORM, INTENSIVE
+
+#: QM9 properties learned as per-molecule intensive targets (``loss.intensive_weight``).
+QM9_INTENSIVE = ("homo", "lumo", "gap")
+#: QM9's dipole norm (Debye), learned through the model's ``dipole`` (``loss.dipole_weight``).
+QM9_DIPOLE = "mu"
 
 
 @dataclass
@@ -70,7 +86,7 @@ def read_dataset(
     if not Path(path).exists():
         raise FileNotFoundError(f"data file not found: {path} (relative paths start in {Path.cwd()})")
     if format == "qm9":
-        return QM9(source=path, r_max=r_max, energy_property=target or "U0", dtype=dtype, cache_dir=cache_dir)
+        return qm9_dataset(path, r_max, dtype, target or "U0", cache_dir)
     if format != "ase":
         raise ValueError(f"unknown data format {format!r}; expected ase or qm9")
     if target is not None:
@@ -79,6 +95,52 @@ def read_dataset(
         path, r_max=r_max, energy_key=energy_key, forces_key=forces_key, stress_key=stress_key,
         energy_unit=energy_unit, fill_missing=True, dtype=dtype, cache_dir=cache_dir,
     )  # fmt: skip
+
+
+def qm9_dataset(path: str | Path, r_max: float, dtype: torch.dtype, target: str, cache_dir: str | None = None) -> QM9:
+    """QM9 graphs whose training target is the property ``target`` (see the module docstring).
+
+    Every target reads the same cached graphs (those of ``U0``): for ``mu`` and the intensive
+    targets a transform moves the property to its target key and drops ``energy``.
+
+    Raises:
+        ValueError: ``target`` is not a QM9 property.
+    """
+    if target not in QM9_PROPERTIES:
+        raise ValueError(f"unknown QM9 target {target!r}; choose from {', '.join(QM9_PROPERTIES)}")
+    molecular = {QM9_DIPOLE: DIPOLE_NORM, **dict.fromkeys(QM9_INTENSIVE, INTENSIVE)}
+    if target not in molecular:
+        return QM9(source=path, r_max=r_max, energy_property=target, dtype=dtype, cache_dir=cache_dir)
+    transform = MolecularTarget(target, molecular[target])
+    return QM9(source=path, r_max=r_max, energy_property="U0", dtype=dtype, cache_dir=cache_dir, transform=transform)
+
+
+class MolecularTarget:
+    """PyG transform: the per-graph property ``source`` as the target ``key``, and no ``energy``.
+
+    Args:
+        source: the property key of the graphs (e.g. QM9's ``gap``).
+        key: the target key the loss and metrics read (``dipole_norm`` or ``intensive``).
+    """
+
+    def __init__(self, source: str, key: str) -> None:
+        self.source, self.key = source, key
+
+    def __call__(self, graph: Data) -> Data:
+        graph[self.key] = graph[self.source]
+        del graph[keys.ENERGY]
+        return graph
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.source!r} -> {self.key!r})"
+
+
+def target_key(config: DataConfig) -> str:
+    """The per-graph target key the configured data provides: ``energy``, ``dipole_norm`` or ``intensive``."""
+    target = config.target if config.format == "qm9" else None
+    if target == QM9_DIPOLE:
+        return DIPOLE_NORM
+    return INTENSIVE if target in QM9_INTENSIVE else keys.ENERGY
 
 
 def _read(config: DataConfig, path: str, r_max: float, dtype: torch.dtype) -> Dataset:
@@ -102,7 +164,7 @@ def load_splits(
             that do not fit the file, or validation/test elements missing from the training set.
     """
     full = _read(config, config.path, r_max, dtype)
-    if keys.ENERGY not in full[0]:
+    if target_key(config) not in full[0]:
         raise ValueError(f"{config.path}: the frames have no energy; set data.energy_key (or data.target for QM9)")
     test_source = _read(config, config.test_path, r_max, dtype) if config.test_path else full
     if indices is None:
@@ -156,13 +218,18 @@ def _check_elements(splits: Splits) -> None:
 def reference_energies(config: DataConfig, r_max: float) -> dict[int | str, float] | None:
     """E0 per element in eV from ``config.isolated_atoms`` (a file of one-atom frames or a mapping), or None.
 
+    Without ``isolated_atoms``, a QM9 energy target (``U0``, ``U``, ``H``, ``G``) takes QM9's
+    thermochemical atom references (:func:`molequi.data.datasets.qm9.atomref`), so that the model
+    learns atomization energies; other data get None (least squares on the training set).
+
     Raises:
         FileNotFoundError: no such file.
         ValueError: a frame with more than one atom or a repeated element.
     """
     source = config.isolated_atoms
     if source is None:
-        return None
+        target = config.target or "U0"
+        return dict(atomref(target)) if config.format == "qm9" and target in ATOMREF_HARTREE else None
     if isinstance(source, dict):
         factor = energy_unit_factor(config.energy_unit)
         return {element: float(energy) * factor for element, energy in source.items()}

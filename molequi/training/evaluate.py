@@ -20,11 +20,11 @@ class Predictions:
     """Reference and predicted values, for parity plots.
 
     Attributes:
-        energy_per_atom: ``(reference [G], predicted [G])`` in eV/atom.
+        energy_per_atom: ``(reference [G], predicted [G])`` in eV/atom (empty without energies, e.g. QM9 ``mu``).
         forces: ``(reference [3N], predicted [3N])`` Cartesian components in eV/A (empty without forces).
     """
 
-    energy_per_atom: tuple[np.ndarray, np.ndarray]
+    energy_per_atom: tuple[np.ndarray, np.ndarray] = field(default_factory=lambda: (np.zeros(0), np.zeros(0)))
     forces: tuple[np.ndarray, np.ndarray] = field(default_factory=lambda: (np.zeros(0), np.zeros(0)))
 
 
@@ -35,13 +35,15 @@ def evaluate(
     batch_size: int = 20,
     collect: bool = False,
 ) -> tuple[MetricAccumulator, Predictions | None]:
-    """Errors of ``model`` on every graph of ``dataset`` (forces and stress where the data has them).
+    """Errors of ``model`` on every graph of ``dataset`` (energy, forces, stress, dipole norm, intensive
+    target: each where the data has it and the model predicts it; see :mod:`molequi.training.metrics`).
 
     The model is put in eval mode (derivatives without a double-backward graph).
 
     Args:
         model: an energy model on ``device``.
-        dataset: graphs with reference ``energy`` and optionally ``forces`` / ``stress``.
+        dataset: graphs with reference ``energy`` and optionally ``forces`` / ``stress``, or
+            molecular targets (``dipole_norm``, ``intensive``) only.
         device: where the batches go.
         batch_size: graphs per batch.
         collect: also return the predictions.
@@ -53,7 +55,7 @@ def evaluate(
     metrics = MetricAccumulator()
     collected: dict[str, list[np.ndarray]] = {"e_ref": [], "e_pred": [], "f_ref": [], "f_pred": []}
     if len(dataset) == 0:
-        return metrics, (Predictions((np.zeros(0), np.zeros(0))) if collect else None)
+        return metrics, (Predictions() if collect else None)
     sample = dataset[0]
     # stress placeholders (has_stress) mark frames without stress, typically non-periodic: no batch stress then
     compute_forces = keys.FORCES in sample
@@ -64,7 +66,7 @@ def evaluate(
             pred = model(batch, compute_forces=compute_forces, compute_stress=compute_stress)
         pred = {k: v.detach() for k, v in pred.items()}
         metrics.update(pred, batch)
-        if collect:
+        if collect and keys.ENERGY in batch:
             n_atoms = atoms_per_graph(batch, batch.num_graphs).to(pred[keys.ENERGY].dtype)
             collected["e_ref"].append((batch[keys.ENERGY] / n_atoms).cpu().numpy())
             collected["e_pred"].append((pred[keys.ENERGY] / n_atoms).cpu().numpy())

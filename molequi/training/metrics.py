@@ -1,7 +1,9 @@
-"""Error metrics accumulated over batches (and processes): MAE and RMSE of energy, energy per atom, forces, stress.
+"""Error metrics accumulated over batches (and processes): MAE and RMSE of energy, energy per atom, forces,
+stress, dipole norm and an intensive molecular target.
 
-Units are those of the data: eV, eV/atom, eV/A, eV/A^3. Force errors are over Cartesian
-components, the convention of the MD17 literature.
+Units are those of the data: eV, eV/atom, eV/A, eV/A^3, Debye (the dipole norm, QM9's ``mu``) and
+the intensive target's (eV for a QM9 gap). Force errors are over Cartesian components, the
+convention of the MD17 literature.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ from typing import Any
 import torch
 
 from ..data import keys
-from .loss import atoms_per_graph, available
+from .loss import DIPOLE_NORM, INTENSIVE, atoms_per_graph, available, dipole_norm
 
 #: Quantities tracked, in the order of the accumulator's rows.
-QUANTITIES = ("energy", "energy_per_atom", "forces", "stress")
+QUANTITIES = ("energy", "energy_per_atom", "forces", "stress", DIPOLE_NORM, INTENSIVE)
 
 
 class MetricAccumulator:
@@ -33,7 +35,8 @@ class MetricAccumulator:
         """Add the errors of one batch; quantities missing from ``pred`` or ``batch`` are skipped.
 
         Args:
-            pred: model output (``energy [G]``, ``forces [N, 3]``, ``stress [G, 3, 3]``).
+            pred: model output (``energy [G]``, ``forces [N, 3]``, ``stress [G, 3, 3]``, ``dipole [G, 3]``,
+                ``intensive [G]``).
             batch: PyG batch with the references.
         """
         for row, diff in enumerate(errors(pred, batch).values()):  # in the order of QUANTITIES
@@ -64,8 +67,8 @@ def errors(pred: Mapping[str, torch.Tensor], batch: Any) -> dict[str, torch.Tens
     graphs without a real energy or stress, the atoms of the graphs without real forces.
 
     Returns:
-        ``energy [G']``, ``energy_per_atom [G']``, ``forces [N', 3]``, ``stress [G'', 3, 3]`` over
-        the real targets.
+        ``energy [G']``, ``energy_per_atom [G']``, ``forces [N', 3]``, ``stress [G'', 3, 3]``,
+        ``dipole_norm [G]`` (Debye, from the model's ``dipole``) and ``intensive [G]`` over the real targets.
     """
 
     def has(key: str) -> bool:
@@ -86,4 +89,8 @@ def errors(pred: Mapping[str, torch.Tensor], batch: Any) -> dict[str, torch.Tens
         out["forces"] = real(pred[keys.FORCES] - batch[keys.FORCES], keys.FORCES, per_atom=True)
     if has(keys.STRESS):
         out["stress"] = real(pred[keys.STRESS] - batch[keys.STRESS].reshape(-1, 3, 3), keys.STRESS)
+    if "dipole" in pred and DIPOLE_NORM in batch:
+        out[DIPOLE_NORM] = real(dipole_norm(pred) - batch[DIPOLE_NORM].to(torch.float64).reshape(-1), DIPOLE_NORM)
+    if has(INTENSIVE):
+        out[INTENSIVE] = real(pred[INTENSIVE].to(torch.float64) - batch[INTENSIVE].to(torch.float64).reshape(-1), INTENSIVE)
     return out
