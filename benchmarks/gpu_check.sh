@@ -13,7 +13,7 @@
 # CARRY (default ./.carry, ignored by git) holds wheels of what the GPU machine lacks, installed into
 # /tmp/molequi-site with --no-deps; molequi itself runs from this checkout. Made on a machine with pip:
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-#       --platform manylinux2014_x86_64 -d .carry ase==3.26.0 e3nn==0.6.0
+#       --platform manylinux2014_x86_64 -d .carry ase==3.29.0 e3nn==0.6.0
 # MACE is not timed here: model_speed.py's workers (benchmarks/peers) time CPU calls and have no device option.
 # OUT (default ./gpu_check_out) receives: env.json, pytest_cuda.log, pytest_cuda.xml, speed_eager.json,
 # speed_compiled.json, speed.log and gpu_check.json (the exit status of every step).
