@@ -20,7 +20,8 @@ model. The table gives the median and minimum of ``--repeats`` calls after ``--w
 ones (CUDA: synchronised), and the setup time of each compiled form (its first call included).
 
     python benchmarks/deploy_speed.py --threads 1 --json /tmp/deploy_speed.json
-    python benchmarks/deploy_speed.py --device cuda --systems aspirin32,water648,water5184 --dtypes float32,float64 --tasks forces,train
+    python benchmarks/deploy_speed.py --device cuda --systems aspirin32,water648,water5184 \\
+        --dtypes float32,float64 --tasks forces,train
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from ase.build import bulk
@@ -123,11 +125,13 @@ def run(args: argparse.Namespace, on_row: Callable[[list[dict[str, Any]]], None]
             model = EquivariantPotential(species, r_max=R_MAX).to(device).eval()
         batches = {
             name: Batch.from_data_list(
-                structures_to_graphs([structure_from_atoms(a, where=f"{name} {k}") for k, a in enumerate(frames)], R_MAX, dtype=dtype)
+                structures_to_graphs(
+                    [structure_from_atoms(a, where=f"{name} {k}") for k, a in enumerate(frames)], R_MAX, dtype=dtype
+                )
             ).to(device)
             for name, frames in structures.items()
         }
-        forms: dict[str, Callable[[Batch], Any]] = {"eager": lambda batch: model(batch)}
+        forms: dict[str, Callable[[Batch], Any]] = {"eager": model}
         setup: dict[str, float] = {}
         if "compiled" in args.forms:
             forms["compiled"] = compile_potential(model)
@@ -137,7 +141,7 @@ def run(args: argparse.Namespace, on_row: Callable[[list[dict[str, Any]]], None]
                 start = time.perf_counter()
                 report = deploy(model, Path(scratch) / "model.pt2", structures=singles, stress=False, device=device)
                 setup["package"] = time.perf_counter() - start
-                print(f"# deployed in {setup['package']:.0f} s ({report.seconds}); errors {report.errors}", file=sys.stderr)
+                print(f"# deployed in {setup['package']:.0f} s ({report.seconds}); {report.errors}", file=sys.stderr)
                 forms["package"] = load_package(Path(scratch) / "model.pt2", device)
             for name, batch in batches.items():
                 num_atoms, num_edges = int(batch.num_nodes), int(batch.edge_index.shape[1])
@@ -158,7 +162,8 @@ def run(args: argparse.Namespace, on_row: Callable[[list[dict[str, Any]]], None]
                         load = os.getloadavg()[0]
                         times = timed(call, repeats, warmup, device)  # a new size class compiles in the warm-up
                         model.eval()
-                        new = [s for k, s in getattr(forms[form], "compile_seconds", {}).items() if k not in compiled_before]
+                        seconds = getattr(forms[form], "compile_seconds", {})
+                        new = [s for k, s in seconds.items() if k not in compiled_before]
                         rows.append({
                             "system": name, "atoms": num_atoms, "edges": num_edges, "dtype": dtype_name, "task": task,
                             "form": form, "median_ms": statistics.median(times), "min_ms": min(times),
@@ -175,7 +180,10 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     """The table; 'x eager' is the eager median over this form's, same system, dtype and task."""
     eager = {(r["system"], r["dtype"], r["task"]): r["median_ms"] for r in rows if r["form"] == "eager"}
     lines = [
-        "| system | atoms | edges | dtype | task | form | median ms | min ms | x eager | first call / deploy s | load |",
+        (
+            "| system | atoms | edges | dtype | task | form | median ms | min ms | x eager | first call / deploy s "
+            "| load |"
+        ),
         "|---|---:|---:|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:

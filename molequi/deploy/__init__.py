@@ -26,7 +26,16 @@ _LAZY = {
     "ForceField": ".graph",
 }
 
-__all__ = ["PackagedPotential", "is_package", "load_package", *_LAZY]
+__all__ = [
+    "CompiledPotential",
+    "DeployReport",
+    "ForceField",
+    "PackagedPotential",
+    "compile_potential",
+    "deploy",
+    "is_package",
+    "load_package",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -82,5 +82,5 @@ class CompiledPotential(torch.nn.Module):
 
 
 def compile_potential(model: AtomisticModel, backend: str = "inductor", check: bool = True) -> CompiledPotential:
-    """``model`` for inference through ``torch.compile(..., fullgraph=True, dynamic=True)`` (see :class:`CompiledPotential`)."""
+    """``model`` through ``torch.compile(..., fullgraph=True, dynamic=True)``; see :class:`CompiledPotential`."""
     return CompiledPotential(model, backend=backend, check=check)

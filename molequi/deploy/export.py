@@ -78,7 +78,7 @@ def graph_inputs(atoms: Atoms, r_max: float, dtype: torch.dtype, device: torch.d
 
 
 def dynamic_shapes() -> tuple[dict[int, torch.export.Dim] | None, ...]:
-    """``torch.export`` dynamic dimensions of the :data:`~molequi.deploy.graph.INPUT_NAMES` (atoms and edges, at least 2)."""
+    """Dynamic dimensions of the :data:`~molequi.deploy.graph.INPUT_NAMES` for ``torch.export``: atoms, edges (>= 2)."""
     atoms, edges = torch.export.Dim("num_atoms", min=2), torch.export.Dim("num_edges", min=2)
     return ({0: atoms}, {0: atoms}, {1: edges}, {0: edges}, None, {0: atoms})
 

@@ -70,18 +70,21 @@ class PackagedPotential:
             another kind of device, or ``dtype`` other than the package's.
     """
 
-    def __init__(self, path: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+    ) -> None:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"package not found: {path}")
         device = torch.device(device)
         try:
-            runner = torch._inductor.aoti_load_package(str(path), device_index=device.index if device.index is not None else -1)
+            index = device.index if device.index is not None else -1
+            runner = torch._inductor.aoti_load_package(str(path), device_index=index)
         except Exception as error:  # torch raises RuntimeError or zip errors for foreign or corrupt files
             raise ValueError(f"{path}: not a loadable AOTInductor package ({type(error).__name__}: {error})") from error
         metadata = dict(runner.get_metadata())
         if "molequi_package_format" not in metadata:
-            raise ValueError(f"{path}: an AOTInductor package, but not one written by molequi deploy (no molequi metadata)")
+            raise ValueError(f"{path}: an AOTInductor package, but not one of molequi deploy (no molequi metadata)")
         written_with = json.loads(metadata["versions"])["torch"]
         if _release(written_with) != _release(torch.__version__):
             raise ValueError(
@@ -90,7 +93,9 @@ class PackagedPotential:
             )
         compiled_for = metadata.get("AOTI_DEVICE_KEY", metadata.get("device", "cpu"))
         if compiled_for != device.type:
-            raise ValueError(f"{path}: compiled for {compiled_for}, cannot run on {device}; deploy with --device {device.type}")
+            raise ValueError(
+                f"{path}: compiled for {compiled_for}, cannot run on {device}; deploy with --device {device.type}"
+            )
         self.path, self.device, self.metadata, self._runner = path, device, metadata, runner
         self.r_max = float(metadata["r_max"])
         self.species = [int(z) for z in metadata["species"].split()]
@@ -128,7 +133,9 @@ class PackagedPotential:
         return out
 
 
-def load_package(path: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> PackagedPotential:
+def load_package(
+    path: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+) -> PackagedPotential:
     """Load a deployed package (see :class:`PackagedPotential` and the module docstring)."""
     return PackagedPotential(path, device, dtype)
 
@@ -176,7 +183,7 @@ def _get(data: Any, key: str) -> Any:
 
 
 def cell_with_volume(cell: torch.Tensor, compute_stress: bool) -> torch.Tensor:
-    """``cell [1, 3, 3]``, or, where it has no volume, with its zero rows replaced by unit vectors orthogonal to the others.
+    """``cell [1, 3, 3]``, or where it has no volume, its zero rows replaced by unit vectors orthogonal to the others.
 
     Without volume no edge crosses the missing directions (their shifts are 0), so energy and
     forces do not depend on them; the stress graph only needs the volume to be non-zero.

@@ -19,7 +19,7 @@ def _max_errors(out: dict[str, torch.Tensor], reference: dict[str, torch.Tensor]
 
 @pytest.mark.slow
 def test_one_graph_serves_molecules_of_two_sizes(tiny_model):
-    """Graph capture (fullgraph, dynamic) and the numbers; the eager backend skips inductor's minutes of code generation."""
+    """Graph capture (fullgraph, dynamic) and the numbers; the eager backend skips inductor's code generation."""
     compiled = compile_potential(tiny_model, backend="eager")
     small, large = inputs("CH3CH2OH"), inputs("C6H6")
     assert small["pos"].shape[0] != large["pos"].shape[0]

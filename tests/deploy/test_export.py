@@ -1,4 +1,4 @@
-"""torch.export of the energy/forces/stress graph with dynamic atom and edge counts (no AOTInductor: seconds, not minutes)."""
+"""torch.export of the energy/forces/stress graph with dynamic atom and edge counts (no AOTInductor: no C++ build)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import torch
 from deploy_systems import R_MAX, inputs
 
 from molequi.deploy.export import dynamic_shapes, example_structures, graph_inputs
-from molequi.deploy.runtime import package_inputs
 from molequi.deploy.graph import ForceField, trace
+from molequi.deploy.runtime import package_inputs
 
 
 def test_exported_program_equals_eager_on_other_sizes_and_a_periodic_cell(tiny_model):
