@@ -1,6 +1,6 @@
 """Accuracy per CPU-minute: molequi and MACE trained side by side at equal wall-clock, tested on the same frames.
 
-For each data set and budget, molequi (``molequi train`` with ``--molequi-config`` and
+For each data set and budget, molequi (``molequi train`` with each ``--molequi-config`` and
 ``max_minutes``) and MACE 0.3.16 (``peers/mace_train_worker.py`` in MACE's own venv: its
 ``mace_run_train``, stopped by the same time rule) train on the same frames with the same threads;
 both then predict the same validation and test frames, and one function computes every error.
@@ -15,6 +15,9 @@ Usage (from the repository root; prints a markdown table, ``--json`` keeps every
     .venv/bin/python benchmarks/accuracy_budget.py --json /tmp/accuracy_budget.json --workdir /tmp/accuracy_budget
     .venv/bin/python benchmarks/accuracy_budget.py --sets 3bpa --budgets 5 --mace-sizes 32:1,64:1
     .venv/bin/python benchmarks/accuracy_budget.py --quick --sets 3bpa --mace-sizes 16:0   # minutes: smoke test
+    # the N-body network beside molecule.yaml's and MACE's runs of an earlier --json (same splits), no MACE retrained:
+    .venv/bin/python benchmarks/accuracy_budget.py --clock cpu --sets 3bpa,aspirin --mace-sizes "" \
+        --molequi-config examples/configs/nbody_molecule.yaml --earlier /tmp/accuracy_budget.json --json /tmp/nbody.json
 
 Errors: energy per structure (meV) and force components (meV/A), MAE and RMSE. The MACE row marked
 ``*`` is the size with the lowest validation force MAE in that set and budget; the ratio row
@@ -221,11 +224,12 @@ class Job:
     set_name: str
     budget: float
     code: str  # "molequi" or "mace"
-    size: str | None = None
+    size: str | None = None  # MACE's size
+    config: Path | None = None  # molequi's config
 
     @property
     def label(self) -> str:
-        return "molequi" if self.code == "molequi" else f"MACE {self.size}"
+        return f"molequi {self.config.stem}" if self.code == "molequi" else f"MACE {self.size}"
 
     def directory(self, workdir: Path) -> Path:
         return workdir / "runs" / re.sub(r"[^\w.+-]", "_", f"{self.set_name}-{self.budget:g}min-{self.label}")
@@ -252,8 +256,8 @@ def run_logged(command: list[str], log: Path, threads: int) -> dict[str, Any]:
     return {"process_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "loadavg": [load_start, os.getloadavg()[0]]}
 
 
-def molequi_command(data: dict[str, Any], args: argparse.Namespace, directory: Path, extra: list[str]) -> list[str]:
-    """``molequi train`` on the set's split, into ``directory`` (own dataset cache), with ``extra`` overrides last."""
+def molequi_command(config: Path, data: dict[str, Any], args: argparse.Namespace, directory: Path, extra: list[str]) -> list[str]:
+    """``molequi train config`` on the set's split, into ``directory`` (own dataset cache), with ``extra`` overrides last."""
     frames = data["frames"]
     overrides = [
         f"data.path={data['files']['trainval']}", f"data.train_size={frames['train']}", f"data.val_size={frames['val']}",
@@ -262,17 +266,20 @@ def molequi_command(data: dict[str, Any], args: argparse.Namespace, directory: P
         f"data.cache_dir={directory / 'cache'}", f"seed={args.seed}", f"output_dir={directory}",
         "device=cpu", "plots=false", "tensorboard=false", "progress_bar=false", *extra,
     ]  # fmt: skip
-    command = [sys.executable, "-m", "molequi.cli", "train", str(args.molequi_config), "--threads", str(args.threads)]
+    command = [sys.executable, "-m", "molequi.cli", "train", str(config), "--threads", str(args.threads)]
     return command + [item for override in overrides for item in ("--set", override)]
 
 
 def warm_up(data: dict[str, Any], args: argparse.Namespace) -> float:
-    """One untimed molequi epoch on 4 frames, so that one-time builds (its C++ kernel) happen before any clock runs."""
-    directory = args.workdir / "warmup"
-    shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(parents=True)
-    extra = [*args.molequi_set, "data.train_size=4", "data.val_size=2", "max_epochs=1", "max_minutes=null"]
-    return run_logged(molequi_command(data, args, directory, extra), directory / "train.log", args.threads)["process_s"]
+    """One untimed epoch of each molequi config on 4 frames, so that one-time builds (its C++ kernel) happen before any clock runs."""
+    seconds = 0.0
+    for config in args.molequi_config:
+        directory = args.workdir / "warmup" / config.stem
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+        extra = [*args.molequi_set, "data.train_size=4", "data.val_size=2", "max_epochs=1", "max_minutes=null"]
+        seconds += run_logged(molequi_command(config, data, args, directory, extra), directory / "train.log", args.threads)["process_s"]
+    return seconds
 
 
 def run_molequi(job: Job, data: dict[str, Any], args: argparse.Namespace, directory: Path) -> dict[str, Any]:
@@ -280,7 +287,8 @@ def run_molequi(job: Job, data: dict[str, Any], args: argparse.Namespace, direct
     import torch
 
     frames, cache = data["frames"], directory / "cache"
-    command = molequi_command(data, args, directory, [f"max_minutes={job.budget}", f"budget_clock={args.clock}", *args.molequi_set])
+    extra = [f"max_minutes={job.budget}", f"budget_clock={args.clock}", *args.molequi_set]
+    command = molequi_command(job.config, data, args, directory, extra)
     process = run_logged(command, directory / "train.log", args.threads)
     summary = json.loads((directory / "metrics.json").read_text())
     split = torch.load(directory / "checkpoint.pt", map_location="cpu", weights_only=False)["split"]
@@ -319,7 +327,8 @@ def run_job(job: Job, data: dict[str, Any], args: argparse.Namespace) -> dict[st
     directory = job.directory(args.workdir)
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
-    result: dict[str, Any] = {"set": job.set_name, "budget_min": job.budget, "code": job.code, "size": job.size, "label": job.label}
+    result: dict[str, Any] = {"set": job.set_name, "budget_min": job.budget, "code": job.code, "size": job.size, "label": job.label,
+                              "config": str(job.config) if job.config else None}  # fmt: skip
     try:
         result.update((run_molequi if job.code == "molequi" else run_mace)(job, data, args, directory))
         evaluated = {"val": data["files"]["val"], **data["tests"]}
@@ -327,6 +336,46 @@ def run_job(job: Job, data: dict[str, Any], args: argparse.Namespace) -> dict[st
     except Exception as error:  # noqa: BLE001  (a failed run is reported in the table and the JSON)
         result["error"] = f"{type(error).__name__}: {error}"
     return result
+
+
+#: What a set's split must share with an earlier run's for that run's rows to stand in this table.
+SPLIT_KEYS = ("frames", "removed_overlap", "train_source_indices", "val_source_indices")
+#: Settings an earlier run must share with this one.
+SAME_SETTINGS = ("clock", "seed", "quick", "threads", "concurrent")
+
+
+def earlier_results(
+    paths: list[Path], data: dict[str, dict[str, Any]], budgets: list[float], args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    """The finished runs of earlier ``--json`` files of this benchmark, for this run's sets and budgets.
+
+    They let a new code or config stand beside runs already made (e.g. MACE's) without training
+    them again: an earlier file must share this run's clock, seed, threads and concurrency and,
+    per set, the same split (frame counts, drawn frames, test files less their overlap). Each row
+    keeps its errors and gets ``earlier`` (the file); an earlier molequi row from before
+    ``--molequi-config`` was repeatable gets that run's config in its label.
+
+    Raises:
+        ValueError: an earlier file with other settings or another split.
+    """
+    rows = []
+    for path in paths:
+        earlier = json.loads(path.read_text())
+        settings = earlier["settings"]
+        for key in SAME_SETTINGS:
+            if settings.get(key) != getattr(args, key):
+                raise ValueError(f"--earlier {path}: {key} is {settings.get(key)!r}, in this run {getattr(args, key)!r}")
+        for r in earlier["results"]:
+            if r["set"] not in data or r["budget_min"] not in budgets or "errors" not in r:
+                continue
+            differ = [key for key in SPLIT_KEYS if earlier["sets"][r["set"]][key] != data[r["set"]][key]]
+            if differ:
+                raise ValueError(f"--earlier {path}: set {r['set']} was split otherwise ({', '.join(differ)} differ)")
+            if r["code"] == "molequi" and "config" not in r:
+                config = settings["molequi_config"]
+                r = {**r, "config": config, "label": f"molequi {Path(config if isinstance(config, str) else config[0]).stem}"}
+            rows.append({**r, "earlier": str(path)})
+    return rows
 
 
 # ----------------------------------------------------------------------------- table
@@ -346,11 +395,11 @@ def format_table(results: list[dict[str, Any]], data: dict[str, dict[str, Any]])
         groups.setdefault((r["set"], r["budget_min"]), []).append(r)
     for (set_name, budget), runs in groups.items():
         best = best_mace(runs)
-        molequi = next((r for r in runs if r["code"] == "molequi" and "errors" in r), None)
+        molequis = [r for r in runs if r["code"] == "molequi" and "errors" in r]
         for test in data[set_name]["tests"]:
             where = f"| {set_name} | {budget:g} min | {test} ({data[set_name]['frames'][test]}) |"
             for r in runs:
-                label = r["label"] + (" *" if r is best else "")
+                label = r["label"] + (" *" if r is best else "") + (" (earlier run)" if "earlier" in r else "")
                 if "error" in r:
                     lines.append(f"{where} {label} | failed: {r['error'].splitlines()[0][:80]} ||||||||")
                     continue
@@ -358,9 +407,9 @@ def format_table(results: list[dict[str, Any]], data: dict[str, dict[str, Any]])
                 values = " | ".join(f"{r['errors'][test][m]:.1f}" for m in metrics)
                 load, cpu = f"{r['loadavg'][0]:.2f}-{r['loadavg'][1]:.2f}", f"{100 * r['cpu_s'] / r['process_s']:.0f}"
                 lines.append(f"{where} {label} | {r['epochs']} | {epoch_s} | {values} | {cpu} | {load} |")
-            if molequi and best:
+            for molequi in molequis if best else []:
                 ratios = " | ".join(f"{molequi['errors'][test][m] / best['errors'][test][m]:.2f}" for m in metrics)
-                lines.append(f"{where} **molequi / {best['label']}** | | | {ratios} | | |")
+                lines.append(f"{where} **{molequi['label']} / {best['label']}** | | | {ratios} | | |")
     return "\n".join(lines)
 
 
@@ -401,7 +450,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mace-dtype", choices=["float32", "float64"], default="float64")
     parser.add_argument("--mace-arg", action="append", default=[], metavar="OPTION", help="extra mace_run_train option (repeatable)")
     parser.add_argument("--mace-python", type=Path, default=ROOT / ".peers" / "mace" / "bin" / "python")
-    parser.add_argument("--molequi-config", type=Path, default=ROOT / "examples" / "configs" / "molecule.yaml")
+    parser.add_argument("--molequi-config", type=Path, action="append", default=None,
+                        help="molequi config (repeatable: one row each; default examples/configs/molecule.yaml)")
+    parser.add_argument("--earlier", type=Path, action="append", default=[], metavar="JSON",
+                        help="an earlier --json of this benchmark whose runs (same splits and settings) join the table, e.g. "
+                        "MACE rows already trained (repeatable)")
     parser.add_argument("--molequi-set", action="append", default=[], metavar="KEY=VALUE", help="extra molequi --set (repeatable)")
     parser.add_argument("--seed", type=int, default=0, help="of the splits and both trainings")
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
@@ -412,10 +465,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sets = parse_list(args.sets, "sets", list(SETS))
         budgets = parse_list(args.budgets or ("1" if args.quick else "5,15"), "budgets")
-        sizes = [size.strip() for size in args.mace_sizes.split(",") if size.strip()]
-        for size in sizes or [""]:
+        sizes = [size.strip() for size in args.mace_sizes.split(",") if size.strip()]  # empty: no MACE runs
+        for size in sizes:
             size_arguments(size)
-        for path, what in ((args.mace_python, "--mace-python"), (args.molequi_config, "--molequi-config")):
+        args.molequi_config = args.molequi_config or [ROOT / "examples" / "configs" / "molecule.yaml"]
+        if len({config.stem for config in args.molequi_config}) < len(args.molequi_config):
+            raise ValueError("--molequi-config: two configs of one name (the rows are labelled by the file's stem)")
+        paths = [(args.mace_python, "--mace-python")] if sizes else []
+        for path, what in paths + [(c, "--molequi-config") for c in args.molequi_config] + [(e, "--earlier") for e in args.earlier]:
             if not path.exists():
                 raise ValueError(f"{what}: {path} not found")
         if args.threads is not None and args.threads < 1:
@@ -431,16 +488,25 @@ def main(argv: list[str] | None = None) -> int:
     # there (e.g. a test run of an edited kernel) would stall molequi's runs on its build lock
     os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(args.workdir / "torch_extensions"))
     data = {name: prepare_set(name, args.data, args.workdir, args.seed, args.quick) for name in sets}
+    try:
+        earlier = earlier_results(args.earlier, data, budgets, args)
+    except ValueError as error:
+        parser.error(str(error))
     print(f"warm-up (untimed): {warm_up(data[sets[0]], args):.0f} s", flush=True)
-    jobs = [Job(s, b, code, size) for s in sets for b in budgets for code, size in [("molequi", None)] + [("mace", z) for z in sizes]]
+    codes = [Job(s, b, "molequi", config=c) for s in sets for b in budgets for c in args.molequi_config]
+    jobs = codes + [Job(s, b, "mace", z) for s in sets for b in budgets for z in sizes]
+    labels = {(job.set_name, job.budget, job.label) for job in jobs}  # this run's rows replace earlier ones
+    earlier = [r for r in earlier if (r["set"], r["budget_min"], r["label"]) not in labels]
     results: list[dict[str, Any]] = [{} for _ in jobs]
 
     def save() -> None:
         if args.json:
             from molequi.io import atomic_write_json
 
-            settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-            atomic_write_json(args.json, {"settings": settings, "argv": sys.argv, "sets": data, "results": [r for r in results if r]})
+            settings = {k: [str(x) for x in v] if k in ("molequi_config", "earlier") else str(v) if isinstance(v, Path) else v
+                        for k, v in vars(args).items()}  # fmt: skip
+            done = earlier + [r for r in results if r]
+            atomic_write_json(args.json, {"settings": settings, "argv": sys.argv, "sets": data, "results": done})
 
     with ThreadPoolExecutor(max_workers=2 if args.concurrent else 1) as pool:
         futures = {pool.submit(run_job, job, data[job.set_name], args): i for i, job in enumerate(jobs)}
@@ -449,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
             save()
             status = result.get("error", "").splitlines()[0] if "error" in result else f"{result['epochs']} epochs"
             print(f"done: {result['set']} {result['budget_min']:g} min {result['label']}: {status}", flush=True)
-    print(format_table(results, data))
+    print(format_table(earlier + results, data))
     return 1 if any("error" in r for r in results) else 0
 
 

@@ -148,6 +148,41 @@ def test_table_marks_the_mace_size_best_on_validation_and_divides_by_it():
     assert "MACE 64:1 *" not in table
 
 
+def test_table_divides_every_molequi_config_by_the_best_mace():
+    results = [run("molequi molecule", "molequi", 5.0, 40.0), run("molequi nbody_molecule", "molequi", 6.0, 30.0), run("MACE 32:1", "mace", 9.0, 60.0, "32:1")]
+    table = bench.format_table(results, {"3bpa": {"tests": {"mixedT": ""}, "frames": {"mixedT": 469}}})
+    assert "| **molequi molecule / MACE 32:1** | | | 0.67 | 0.67 | 0.67 | 0.67 | | |" in table
+    assert "| **molequi nbody_molecule / MACE 32:1** | | | 0.50 | 0.50 | 0.50 | 0.50 | | |" in table
+
+
+def earlier_file(tmp_path, results, **settings):
+    split = {"frames": {"train": 450, "val": 50, "mixedT": 469}, "removed_overlap": {"mixedT": 31}, "train_source_indices": [1, 2], "val_source_indices": [3]}
+    settings = {"clock": "cpu", "seed": 0, "quick": False, "threads": 1, "concurrent": True, "molequi_config": "/x/molecule.yaml", **settings}
+    path = tmp_path / f"earlier{len(list(tmp_path.iterdir()))}.json"
+    path.write_text(json.dumps({"settings": settings, "sets": {"3bpa": split}, "results": results}))
+    return path, {"3bpa": split}
+
+
+def test_earlier_runs_join_only_on_the_same_split_and_settings(tmp_path):
+    import argparse
+
+    old_molequi = {k: v for k, v in run("molequi", "molequi", 5.0, 40.0).items()}
+    failed = {"set": "3bpa", "budget_min": 5.0, "code": "mace", "label": "MACE 8:0", "error": "boom"}
+    rows = [old_molequi, run("MACE 32:1", "mace", 9.0, 60.0, "32:1"), {**run("MACE 32:1", "mace", 9.0, 60.0), "budget_min": 15.0}, failed]
+    path, data = earlier_file(tmp_path, rows)
+    args = argparse.Namespace(clock="cpu", seed=0, quick=False, threads=1, concurrent=True)
+    joined = bench.earlier_results([path], data, [5.0], args)
+    assert [r["label"] for r in joined] == ["molequi molecule", "MACE 32:1"]  # other budget and failed runs left out
+    assert all(r["earlier"] == str(path) for r in joined) and joined[0]["config"] == "/x/molecule.yaml"
+    with pytest.raises(ValueError, match="clock is 'wall'"):
+        bench.earlier_results([earlier_file(tmp_path, rows, clock="wall")[0]], data, [5.0], args)
+    moved = {"3bpa": {**data["3bpa"], "val_source_indices": [4]}}
+    with pytest.raises(ValueError, match="set 3bpa was split otherwise \\(val_source_indices differ\\)"):
+        bench.earlier_results([path], moved, [5.0], args)
+    table = bench.format_table(joined, {"3bpa": {"tests": {"mixedT": ""}, "frames": {"mixedT": 469}}})
+    assert "| MACE 32:1 * (earlier run) |" in table and "**molequi molecule / MACE 32:1**" in table
+
+
 def test_table_reports_a_failed_run():
     failed = {"set": "3bpa", "budget_min": 5.0, "code": "mace", "size": "32:1", "label": "MACE 32:1", "error": "RuntimeError: boom"}
     table = bench.format_table([run("molequi", "molequi", 5.0, 40.0), failed], {"3bpa": {"tests": {"mixedT": ""}, "frames": {"mixedT": 9}}})
@@ -201,8 +236,8 @@ def test_quick_run_trains_and_scores_both_codes_on_the_same_frames(tmp_path):
     env = {**os.environ, "TORCH_EXTENSIONS_DIR": os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root()}
     proc = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=ROOT, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "| 3bpa | 0.5 min | mixedT (30) | molequi |" in proc.stdout and "**molequi / MACE 8:0**" in proc.stdout
-    assert (tmp_path / "work" / "warmup" / "model.pt").is_file()
+    assert "| 3bpa | 0.5 min | mixedT (30) | molequi molecule |" in proc.stdout and "**molequi molecule / MACE 8:0**" in proc.stdout
+    assert (tmp_path / "work" / "warmup" / "molecule" / "model.pt").is_file()
     report = json.loads(out.read_text())
     assert {r["code"] for r in report["results"]} == {"molequi", "mace"}
     for r in report["results"]:
