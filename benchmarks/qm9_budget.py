@@ -21,7 +21,7 @@ Rows (``--rows``): ``equivariant`` (qm9_u0.yaml), ``nbody`` (nbody_qm9_u0.yaml, 
 ``nbody_flat`` (``hierarchy=false``) at the first budget; at the first budget, after those,
 ``curve`` (1k and 5k training molecules for the best molequi model and SchNet; the 20k point is
 the main row), ``mu`` (the best model with the dipole head, qm9_mu.yaml; Debye) and ``gap`` (the
-mean-pooled intensive head, qm9_gap.yaml with the shift and scale of this split; EquivariantPotential,
+mean-pooled intensive head, qm9_gap.yaml, its shift and scale from the training gaps; EquivariantPotential,
 as NBodyNetwork has no intensive head). The best molequi model is the one with the lower
 validation U0 MAE at the first budget (``--best`` when neither ran).
 
@@ -164,7 +164,6 @@ def write_npz(source: dict[str, np.ndarray], indices: np.ndarray, path: Path) ->
 def prepare_data(args: argparse.Namespace) -> dict[str, Any]:
     """The split files in ``workdir/data``: ``trainval_<k>.npz`` per training size and ``test.npz``."""
     from molequi.data.datasets import random_split_indices
-    from molequi.data.units import HARTREE
 
     with np.load(args.data) as npz:
         source = {k: npz[k] for k in npz.files}
@@ -185,9 +184,8 @@ def prepare_data(args: argparse.Namespace) -> dict[str, Any]:
         files[k], train_sets[k] = folder / f"trainval_{k}.npz", train
         write_npz(source, order, files[k])
     write_npz(source, parts["test"], folder / "test.npz")
-    gap = {k: source["gap"][t] * HARTREE for k, t in train_sets.items()}  # eV
     return {"files": {k: str(v) for k, v in files.items()}, "test": str(folder / "test.npz"), "sizes": [n_train, n_val, n_test],
-            "curve": list(curve), "gap_ev": {k: (float(g.mean()), float(g.std())) for k, g in gap.items()},
+            "curve": list(curve),
             "test_gdb_idx": source["gdb_idx"][parts["test"]].tolist()}  # fmt: skip
 
 
@@ -300,9 +298,7 @@ def later_jobs(rows: list[str], best: str, budget: float, data: dict[str, Any]) 
         jobs.append(Job("mu", best, budget, n_train, "mu", [] if best == "EquivariantPotential" else mu,
                         "qm9_mu.yaml" if best == "EquivariantPotential" else None))  # fmt: skip
     if "gap" in rows:
-        mean, std = data["gap_ev"][n_train]
-        scaling = [f"model.intensive_shift={mean:.6f}", f"model.intensive_scale={std:.6f}"]
-        jobs.append(Job("gap", "EquivariantPotential", budget, n_train, "gap", scaling, "qm9_gap.yaml"))
+        jobs.append(Job("gap", "EquivariantPotential", budget, n_train, "gap", [], "qm9_gap.yaml"))
     return jobs
 
 

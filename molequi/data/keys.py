@@ -17,6 +17,8 @@ key                shape        meaning
 ``energy``         [1] float64  total energy, eV (float64 whatever the model dtype)
 ``forces``         [N, 3]       eV / Angstrom
 ``stress``         [1, 3, 3]    eV / Angstrom^3, ASE sign convention, float64
+``dipole_norm``    [1]          norm of the molecular dipole, Debye (QM9's ``mu``)
+``intensive``      [1]          a size-intensive molecular invariant (QM9's gap, HOMO, LUMO; eV)
 ``batch``          [N] long     graph of each atom (set by PyG ``Batch``)
 ``r_max``          str          cutoff (Angstrom) the edges were built with, as text (e.g.
                                 ``"5.0"``) so that it stays a Python value through PyG
@@ -45,6 +47,8 @@ PBC = "pbc"
 ENERGY = "energy"
 FORCES = "forces"
 STRESS = "stress"
+DIPOLE_NORM = "dipole_norm"
+INTENSIVE = "intensive"
 BATCH = "batch"
 R_MAX = "r_max"
 FRAGMENT_INDEX = "fragment_index"

@@ -31,6 +31,9 @@ class DatasetStatistics:
         num_graphs: graphs seen.
         num_atoms: atoms seen.
         r_max: cutoff the neighbour counts refer to (None if taken from existing edges).
+        intensive_mean: mean of the per-graph ``intensive`` target (e.g. a QM9 gap, eV), None
+            without one.
+        intensive_std: its standard deviation.
     """
 
     elements: list[int]
@@ -43,6 +46,8 @@ class DatasetStatistics:
     num_graphs: int
     num_atoms: int
     r_max: float | None = None
+    intensive_mean: float | None = None
+    intensive_std: float | None = None
 
     def atomic_energy_map(self) -> dict[int, float]:
         """``{atomic number: reference energy}``."""
@@ -77,13 +82,13 @@ def compute_statistics(
     mean), and isolated-atom energies are the better choice.
 
     Args:
-        dataset: graphs with ``z`` and, optionally, ``energy``, ``forces``, ``edge_index``;
+        dataset: graphs with ``z`` and, optionally, ``energy``, ``forces``, ``intensive``, ``edge_index``;
             graphs flagged ``has_energy`` / ``has_forces`` False do not count for that target.
         r_max: cutoff for the neighbour count; None counts the graphs' ``edge_index``.
         atomic_energies: ``{atomic number or symbol: energy (eV)}``; must cover every element.
         batch_size: graphs per pass (memory only).
     """
-    counts, energies, has_energy, n_atoms, n_edges, force_sq, force_n = [], [], [], 0, 0, 0.0, 0
+    counts, energies, has_energy, intensive, n_atoms, n_edges, force_sq, force_n = [], [], [], [], 0, 0, 0.0, 0
     elements_seen: set[int] = set()
     graphs = dataset if hasattr(dataset, "__getitem__") else list(dataset)
     for batch in DataLoader(graphs, batch_size=batch_size):
@@ -99,6 +104,8 @@ def compute_statistics(
             forces = batch[keys.FORCES].to(torch.float64)[_available(batch, keys.FORCES)[batch.batch]]
             force_sq += float(forces.square().sum())
             force_n += forces.numel()
+        if keys.INTENSIVE in batch:
+            intensive.append(batch[keys.INTENSIVE].to(torch.float64).reshape(-1)[_available(batch, keys.INTENSIVE)])
         n_edges += _count_edges(batch, r_max)
     if n_atoms == 0:
         raise ValueError("compute_statistics: the dataset is empty")
@@ -123,6 +130,7 @@ def compute_statistics(
     if energy is not None and energy.numel() > 0:
         residual = (energy - composition_e @ e0) / composition_e.sum(dim=1)
         mean, std = float(residual.mean()), float(residual.std(unbiased=False))
+    target = torch.cat(intensive) if intensive else torch.zeros(0, dtype=torch.float64)
     return DatasetStatistics(
         elements=elements,
         atomic_energies=e0.tolist(),
@@ -134,6 +142,8 @@ def compute_statistics(
         num_graphs=composition.shape[0],
         num_atoms=n_atoms,
         r_max=r_max,
+        intensive_mean=float(target.mean()) if target.numel() else None,
+        intensive_std=float(target.std(unbiased=False)) if target.numel() else None,
     )
 
 

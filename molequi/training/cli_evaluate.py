@@ -1,4 +1,5 @@
-"""Evaluate a trained model on a dataset: energy MAE (total and per atom), force MAE and RMSE.
+"""Evaluate a trained model on a dataset: MAE and RMSE of energy (total and per atom), forces, stress,
+or of a QM9 molecular target (``--target mu``: dipole norm; ``gap``/``homo``/``lumo``: the intensive head).
 
 Example:
   molequi evaluate runs/demo/model.pt datasets/demo/emt_cu.extxyz --json errors.json
@@ -22,6 +23,9 @@ from .evaluate import evaluate
 from ..io import atomic_write_json
 from .report import format_metrics, set_threads, unit_hint
 
+#: Per-graph references that can be evaluated (forces and stress come with energies).
+TARGETS = (keys.ENERGY, keys.DIPOLE_NORM, keys.INTENSIVE)
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register ``MODEL DATA [--json OUT]`` and the options that say how to read DATA."""
@@ -30,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", type=Path, help="dataset file (any ASE-readable file, or a QM9 source with --format qm9)")
     parser.add_argument("--json", type=Path, default=None, metavar="OUT", help="also write the errors to this JSON file")
     parser.add_argument("--format", choices=("ase", "qm9"), default="ase", help="how to read DATA (default: ase)")
-    parser.add_argument("--target", default=None, help="QM9 property used as energy (default U0)")
+    parser.add_argument("--target", default=None, help="QM9 property (default U0; mu, gap, homo, lumo are molecular targets)")
     parser.add_argument("--energy-key", default=None, help="where DATA stores energies (default: calculator results)")
     parser.add_argument("--forces-key", default=None, help="where DATA stores forces")
     parser.add_argument("--stress-key", default=None, help="where DATA stores stresses")
@@ -54,13 +58,17 @@ def run(args: argparse.Namespace) -> int:
             args.data, model.r_max, dtype, format=args.format, target=args.target, energy_key=args.energy_key,
             forces_key=args.forces_key, stress_key=args.stress_key, energy_unit=args.energy_unit, cache_dir=args.cache_dir,
         )  # fmt: skip
-        if len(dataset) == 0 or keys.ENERGY not in dataset[0]:
-            raise ValueError(f"{args.data} has no energies to compare with")
+        if len(dataset) == 0 or not any(key in dataset[0] for key in TARGETS):
+            raise ValueError(f"{args.data} has no {', '.join(TARGETS)} to compare with")
         accumulator, predictions = evaluate(model, dataset, device, args.batch_size, collect=True)
+        metrics = {k: v for k, v in accumulator.compute().items() if not k.endswith("_mse")}
+        if not metrics:
+            found = [key for key in TARGETS if key in dataset[0]]
+            raise ValueError(f"{args.model} predicts none of the targets of {args.data} ({', '.join(found)}): "
+                             "a dipole_norm needs a model with dipole=true, an intensive target one with intensive=true")  # fmt: skip
     except (FileNotFoundError, ValueError) as error:
         print(f"molequi evaluate: error: {error}", file=sys.stderr)
         return 2
-    metrics = {k: v for k, v in accumulator.compute().items() if not k.endswith("_mse")}
     print(f"{args.model} on {args.data} ({len(dataset)} frames):")
     print(format_metrics(metrics))
     hint = unit_hint(*predictions.energy_per_atom, args.energy_unit)

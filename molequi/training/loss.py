@@ -28,9 +28,9 @@ from ..nn.edge_embedding import safe_norm
 from .config import LossConfig
 
 #: Per-graph target ``[1]``: the norm of the molecular dipole, Debye (QM9's ``mu``).
-DIPOLE_NORM = "dipole_norm"
+DIPOLE_NORM = keys.DIPOLE_NORM
 #: Per-graph target ``[1]`` and model output ``[G]``: a size-intensive molecular invariant (e.g. a gap, eV).
-INTENSIVE = "intensive"
+INTENSIVE = keys.INTENSIVE
 #: Debye per e Å (the unit of the models' ``dipole`` output).
 DEBYE_PER_E_ANGSTROM = 1.0 / units.Debye
 #: Loss terms: ``{term: (weight key in the loss config, target key in the batch, model output that predicts it)}``.

@@ -28,16 +28,21 @@ def statistics_arguments(statistics: DatasetStatistics) -> dict[str, Any]:
 
     ``species`` = elements of the training set; ``atomic_energies`` = E0 per element;
     ``avg_num_neighbors``; ``scale`` = force RMS (the per-atom energy standard deviation for
-    energy-only data, 1 when that is 0 too); ``shift`` = mean per-atom energy residual after E0.
+    energy-only data, 1 when that is 0 too); ``shift`` = mean per-atom energy residual after E0;
+    with an intensive target (e.g. a QM9 gap), ``intensive_shift`` / ``intensive_scale`` = its mean
+    and standard deviation (1 when that is 0).
     """
     scale = statistics.force_rms if statistics.force_rms else statistics.per_atom_energy_std
-    return {
+    arguments = {
         "species": list(statistics.elements),
         "atomic_energies": statistics.atomic_energy_map(),
         "avg_num_neighbors": statistics.avg_num_neighbors,
         "scale": scale if scale else 1.0,
         "shift": statistics.per_atom_energy_mean or 0.0,
     }
+    if statistics.intensive_mean is not None:
+        arguments.update(intensive_shift=statistics.intensive_mean, intensive_scale=statistics.intensive_std or 1.0)
+    return arguments
 
 
 def model_arguments(config: ModelConfig, statistics: DatasetStatistics) -> dict[str, Any]:

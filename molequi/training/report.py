@@ -20,6 +20,8 @@ ROWS = (
     ("energy_per_atom", "energy per atom", "meV/atom", 1000.0),
     ("forces", "forces", "meV/Å", 1000.0),
     ("stress", "stress", "meV/Å³", 1000.0),
+    ("dipole_norm", "dipole norm", "D", 1.0),
+    ("intensive", "intensive", "meV", 1000.0),  # QM9's gap, HOMO, LUMO: read in eV
 )
 
 #: An energy MAE this many times the spread of the reference energies suggests a unit mix-up.
@@ -115,8 +117,10 @@ def unit_hint(reference: np.ndarray, predicted: np.ndarray, energy_unit: str) ->
         energy_unit: the unit the data was read in (a key of :data:`~molequi.data.units.ENERGY_UNITS`).
     """
     reference, predicted = np.asarray(reference, dtype=np.float64), np.asarray(predicted, dtype=np.float64)
+    if len(reference) < 2:  # no energies (a molecular target) or too few to have a spread
+        return None
     mae, spread = float(np.abs(reference - predicted).mean()), float(reference.std())
-    if len(reference) < 2 or not mae > UNIT_HINT_RATIO * spread:
+    if not mae > UNIT_HINT_RATIO * spread:
         return None
     hint = (
         f"hint: the energy errors are {mae / max(spread, 1e-300):.3g} times the spread of the reference energies; "
@@ -139,5 +143,9 @@ def epoch_summary(row: dict[str, float], max_epochs: int, seconds: float, best: 
         parts.append(f"val E/atom MAE {1000 * row['val_energy_per_atom_mae']:.2f} meV")
     if "val_forces_mae" in row:
         parts.append(f"val F MAE {1000 * row['val_forces_mae']:.1f} meV/Å")
+    if "val_dipole_norm_mae" in row:
+        parts.append(f"val mu MAE {row['val_dipole_norm_mae']:.3f} D")
+    if "val_intensive_mae" in row:
+        parts.append(f"val intensive MAE {1000 * row['val_intensive_mae']:.1f} meV")
     parts.append(f"{seconds:.1f} s" + (" *" if best else ""))
     return "  ".join(parts)

@@ -197,6 +197,8 @@ class Trainer:
                 statistics.elements, statistics.avg_num_neighbors, arguments.get("scale", float("nan")),
                 arguments.get("shift", float("nan")), statistics.atomic_energies_source,
             )  # fmt: skip
+            if arguments.get("intensive"):
+                logger.info("intensive target: shift %.4g, scale %.4g", arguments["intensive_shift"], arguments["intensive_scale"])
         return statistics.to_dict(), model
 
     def _restore(self, checkpoint: dict[str, Any]) -> None:

@@ -87,25 +87,35 @@ def test_u0_trains_on_atomization_energies(tiny_config, small_npz, qm9_cache):
     assert "energy_mae" in metrics["test"]
 
 
-def test_mu_trains_the_dipole_norm(tiny_config, small_npz, qm9_cache):
-    _, metrics = _run(tiny_config, small_npz, qm9_cache, "mu", {"dipole": True}, {"energy_weight": 0.0, "dipole_weight": 1.0})
+def test_mu_trains_the_dipole_norm_and_evaluates_from_the_command_line(tiny_config, small_npz, qm9_cache, capsys):
+    from molequi.cli import main
+
+    result, metrics = _run(tiny_config, small_npz, qm9_cache, "mu", {"dipole": True}, {"energy_weight": 0.0, "dipole_weight": 1.0})
     assert set(metrics["test"]) == {"loss", "dipole_norm_mae", "dipole_norm_rmse"}
     assert metrics["test"]["loss"] == pytest.approx(metrics["test"]["dipole_norm_rmse"] ** 2, rel=1e-12)
+    capsys.readouterr()
+    model, data = str(result.output_dir / "model.pt"), str(small_npz[0])
+    assert main(["evaluate", model, data, "--format", "qm9", "--target", "mu", "--cache-dir", qm9_cache]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if "dipole norm" in line).split()
+    assert row[-1] == "D" and float(row[2]) > 0
+    assert main(["evaluate", model, data, "--format", "qm9", "--target", "gap", "--cache-dir", qm9_cache]) == 2
+    error = capsys.readouterr().err
+    assert "predicts none of the targets" in error and "(intensive)" in error
 
 
 def test_gap_trains_the_pooled_intensive_output(tiny_config, small_npz, qm9_cache):
     model = {"intensive": True, "intensive_shift": 6.8, "intensive_scale": 1.3}
-    _, metrics = _run(tiny_config, small_npz, qm9_cache, "gap", model, {"energy_weight": 0.0, "intensive_weight": 1.0})
+    result, metrics = _run(tiny_config, small_npz, qm9_cache, "gap", model, {"energy_weight": 0.0, "intensive_weight": 1.0})
     assert set(metrics["test"]) == {"loss", "intensive_mae", "intensive_rmse"}
+    assert load_model(result.output_dir / "model.pt").config["intensive_shift"] == 6.8  # given values are kept
 
 
-def test_gap_config_states_the_training_split_statistics(repository, shared_data):
-    """examples/configs/qm9_gap.yaml's intensive_shift / intensive_scale: mean and std of the gap (eV) of its training set."""
-    from molequi.data.datasets import random_split_indices
-
-    config = load_config(repository / "examples/configs/qm9_gap.yaml")
-    with np.load(shared_data / "qm9/qm9_25k.npz") as npz:
-        gap = npz["gap"] * HARTREE
-    train, _, _ = random_split_indices(len(gap), [config.data.train_size, config.data.val_size], config.seed)
-    assert config.model.options["intensive_shift"] == pytest.approx(gap[train.numpy()].mean(), abs=1e-3)
-    assert config.model.options["intensive_scale"] == pytest.approx(gap[train.numpy()].std(), abs=1e-3)
+def test_gap_shift_and_scale_default_to_the_training_gaps(tiny_config, small_npz, qm9_cache):
+    """Without intensive_shift / intensive_scale in the config, the model gets the mean and std of the training gaps (eV)."""
+    result, _ = _run(tiny_config, small_npz, qm9_cache, "gap", {"intensive": True}, {"energy_weight": 0.0, "intensive_weight": 1.0})
+    train_at = torch.load(result.output_dir / "checkpoint.pt", weights_only=False)["split"]["train"]
+    assert len(train_at) == 24
+    gap = small_npz[1]["gap"][np.asarray(train_at)] * HARTREE
+    config = load_model(result.output_dir / "model.pt").config
+    assert config["intensive_shift"] == pytest.approx(gap.mean(), rel=1e-12)
+    assert config["intensive_scale"] == pytest.approx(gap.std(), rel=1e-12)

@@ -24,6 +24,13 @@ def test_table_columns_stay_apart_and_aligned(scale):
         assert [m.end() for m in re.finditer(r"\d\S*", line)] == ends
 
 
+def test_table_has_rows_for_the_molecular_targets():
+    metrics = {"dipole_norm_mae": 0.05, "dipole_norm_rmse": 0.08, "intensive_mae": 0.1234, "intensive_rmse": 0.2}
+    _, dipole, intensive = format_metrics(metrics).splitlines()
+    assert dipole.split() == ["dipole", "norm", "0.050", "0.080", "D"]
+    assert intensive.split() == ["intensive", "123.400", "200.000", "meV"]
+
+
 def test_unit_hint_names_the_likely_unit():
     rng = np.random.default_rng(0)
     predicted = -4.0 + 0.05 * rng.standard_normal(50)  # eV/atom
