@@ -3,7 +3,9 @@
 Models follow :class:`molequi.models.AtomisticModel`'s contract: ``model(data, compute_forces,
 compute_stress) -> {"energy": [G], "forces": [N, 3], "stress": [G, 3, 3]}``. Inputs here are single
 structures as dicts ``{"z": [N], "pos": [N, 3]}`` plus, for periodic ones, ``"cell": [1, 3, 3]`` and
-``"pbc": [1, 3]``; edges are left to the model so that every transformed copy builds its own.
+``"pbc": [1, 3]``; edges are left to the model so that every transformed copy builds its own. Every
+tensor the checks build (rotations, shifts, permutations, strains) is on the structure's device, so
+a structure on a GPU is checked on the GPU (random draws come from ``generator`` on the CPU).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def model_equivariance_errors(
         return max((out[key] - expected[key]).abs().max().item() for key in expected)
 
     o3_error = 0.0
-    for matrix in random_o3(num_transformations, pos.dtype, generator):
+    for matrix in random_o3(num_transformations, pos.dtype, generator).to(pos.device):
         moved = dict(structure, pos=pos @ matrix.T)
         if "cell" in structure:
             moved["cell"] = structure["cell"] @ matrix.T
@@ -47,10 +49,10 @@ def model_equivariance_errors(
             expected["stress"] = matrix @ reference["stress"] @ matrix.T
         o3_error = max(o3_error, error(_evaluate(model, moved, periodic), expected))
 
-    shift = 3.0 * torch.randn(1, 3, dtype=pos.dtype, generator=generator)
+    shift = 3.0 * torch.randn(1, 3, dtype=pos.dtype, generator=generator).to(pos.device)
     translation_error = error(_evaluate(model, dict(structure, pos=pos + shift), periodic), reference)
 
-    perm = torch.randperm(pos.shape[0], generator=generator)
+    perm = torch.randperm(pos.shape[0], generator=generator).to(pos.device)
     permuted = dict(structure, pos=pos[perm], z=structure["z"][perm])
     expected = dict(reference, forces=reference["forces"][perm])
     permutation_error = error(_evaluate(model, permuted, periodic), expected)
@@ -78,15 +80,15 @@ def finite_difference_stress_error(model: Callable, structure: Structure, delta:
     stress = _evaluate(model, structure, True)["stress"][0]
     pos, cell = structure["pos"], structure["cell"].reshape(3, 3)
     volume = torch.linalg.det(cell).abs().item()
-    numeric = torch.zeros(3, 3, dtype=pos.dtype)
+    numeric = torch.zeros(3, 3, dtype=pos.dtype, device=pos.device)
     for a in range(3):
         for b in range(3):
             energies = []
             for sign in (1.0, -1.0):
-                strain = torch.zeros(3, 3, dtype=pos.dtype)
+                strain = torch.zeros(3, 3, dtype=pos.dtype, device=pos.device)
                 strain[a, b] += sign * delta / 2
                 strain[b, a] += sign * delta / 2
-                deform = torch.eye(3, dtype=pos.dtype) + strain
+                deform = torch.eye(3, dtype=pos.dtype, device=pos.device) + strain
                 moved = dict(structure, pos=pos @ deform, cell=(cell @ deform)[None])
                 energies.append(model(moved, compute_forces=False)["energy"].sum().item())
             numeric[a, b] = (energies[0] - energies[1]) / (2 * delta) / volume

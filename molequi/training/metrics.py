@@ -41,9 +41,11 @@ class MetricAccumulator:
         """
         for row, diff in enumerate(errors(pred, batch).values()):  # in the order of QUANTITIES
             if diff is not None:
-                diff = diff.detach().double().cpu()
-                count = torch.tensor(float(diff.numel()), dtype=torch.float64)
-                self.sums[row] += torch.stack([diff.abs().sum(), diff.square().sum(), count])
+                diff = diff.detach().double()
+                self.sums = self.sums.to(diff.device)  # the sums stay where the errors are: no copy to the host per step
+                self.sums[row, 0] += diff.abs().sum()
+                self.sums[row, 1] += diff.square().sum()
+                self.sums[row, 2] += diff.numel()
 
     def reduce(self, sum_over_processes: Callable[[torch.Tensor], torch.Tensor]) -> None:
         """Replace the sums by their totals over processes."""

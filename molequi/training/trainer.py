@@ -274,8 +274,9 @@ class Trainer:
             batch = batch.to(self.dist.device)
             pred = self.network(batch, compute_forces=self.loss.needs_forces, compute_stress=self.loss.needs_stress)
             loss = self.loss(pred, batch, self.dist.sum, self.dist.world_size)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"the loss is {loss.item()} at epoch {epoch}, step {step}: training diverged; lower optim.lr")
+            value = loss.item()  # the one host synchronisation of a step
+            if not math.isfinite(value):
+                raise FloatingPointError(f"the loss is {value} at epoch {epoch}, step {step}: training diverged; lower optim.lr")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if clip is not None:
@@ -284,7 +285,7 @@ class Trainer:
             self.schedule.step(self.elapsed_s + self.clock() - self.epoch_start)
             self.ema.update(self.model)
             accumulator.update(pred, batch)
-            running += (loss.item() - running) / step  # under DDP: this process's estimate of the batch loss
+            running += (value - running) / step  # under DDP: this process's estimate of the batch loss
             bar.set_postfix(loss=f"{running:.4g}", lr=f"{self.schedule.lr:.2e}", refresh=False)
         accumulator.reduce(self.dist.sum)
         return self._summarize(accumulator)

@@ -52,8 +52,8 @@ def salt_crystal(dtype: torch.dtype = torch.float64) -> dict[str, torch.Tensor]:
 def on_device(model: torch.nn.Module, device: torch.device) -> Callable[..., dict[str, torch.Tensor]]:
     """``model`` moved to ``device``, called with CPU inputs and returning CPU outputs.
 
-    The symmetry and finite-difference checks of :mod:`molequi.testing` build their transformed
-    inputs on the CPU; through this wrapper every model evaluation runs on ``device``.
+    The symmetry and finite-difference checks of :mod:`molequi.testing` then transform inputs on
+    the CPU, in float64 there, while every model evaluation runs on ``device``.
     """
     model = model.to(device)
 
