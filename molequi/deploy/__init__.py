@@ -2,6 +2,8 @@
 
 - :func:`compile_potential` (:mod:`.compiled`): energy, forces and stress through one compiled
   graph with dynamic atom and edge counts;
+- :class:`CompiledTrainingStep` (:mod:`.training_graph`): energy and forces through one compiled
+  graph that stays differentiable in the live model's weights (a training step);
 - :func:`deploy` (:mod:`.export`, the ``molequi deploy`` command): a model file as a ``.pt2``
   package, checked against the eager model;
 - :func:`load_package` (:mod:`.runtime`): runs a package with torch alone (no model classes, no
@@ -20,6 +22,7 @@ from .runtime import PackagedPotential, is_package, load_package
 
 _LAZY = {
     "CompiledPotential": ".compiled",
+    "CompiledTrainingStep": ".training_graph",
     "compile_potential": ".compiled",
     "DeployReport": ".export",
     "deploy": ".export",
@@ -28,6 +31,7 @@ _LAZY = {
 
 __all__ = [
     "CompiledPotential",
+    "CompiledTrainingStep",
     "DeployReport",
     "ForceField",
     "PackagedPotential",
