@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "evaluate": (
         "molequi.training.cli_evaluate",
-        "Evaluate a trained model on a dataset: energy MAE (total and per atom), force MAE and RMSE.",
+        "Evaluate a trained model on a dataset: MAE and RMSE of energies, forces, stress or a QM9 molecular target.",
     ),
     "demo": (
         "molequi.training.cli_demo",

@@ -1,5 +1,7 @@
-"""Evaluate a trained model on a dataset: MAE and RMSE of energy (total and per atom), forces, stress,
-or of a QM9 molecular target (``--target mu``: dipole norm; ``gap``/``homo``/``lumo``: the intensive head).
+"""Evaluate a trained model on a dataset: MAE and RMSE of energies, forces, stress or a QM9 molecular target.
+
+Energies are compared in total and per atom; a QM9 molecular target is ``--target mu`` (the dipole
+norm, for a model with ``dipole=true``) or ``gap``/``homo``/``lumo`` (the intensive head).
 
 Example:
   molequi evaluate runs/demo/model.pt datasets/demo/emt_cu.extxyz --json errors.json

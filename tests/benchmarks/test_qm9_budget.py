@@ -102,16 +102,15 @@ def test_split_files_give_molequi_the_benchmark_split(quick_data):
 
     n_train, n_val, n_test = quick_data["sizes"]
     with np.load(DATA) as npz:
-        gdb, gap = npz["gdb_idx"], npz["gap"]
+        gdb = npz["gdb_idx"]
     parts = bench.split(len(gdb), bench.SIZES["quick"], 0)
     for k, path in quick_data["files"].items():
         with np.load(path) as npz:
-            ids, stored_gap = npz["gdb_idx"], npz["gap"]
+            ids = npz["gdb_idx"]
             assert npz["offsets"][-1] == len(npz["Z"]) == len(npz["R"])
         train_at, val_at, rest = random_split_indices(k + n_val, [k, n_val], 0)
         assert len(rest) == 0 and set(ids[val_at.numpy()]) == set(gdb[parts["val"]])
         assert set(ids[train_at.numpy()]) <= set(gdb[parts["train"]])
-        assert quick_data["gap_ev"][k][0] == pytest.approx(stored_gap[train_at.numpy()].mean() * 27.211386, rel=1e-6)
     with np.load(quick_data["test"]) as npz:
         assert npz["gdb_idx"].tolist() == quick_data["test_gdb_idx"] == gdb[parts["test"]].tolist()
         assert len(npz["gdb_idx"]) == n_test
@@ -142,13 +141,13 @@ def test_best_model_drives_curve_mu_and_gap():
     ]
     assert bench.best_model(results, 10.0, "equivariant") == "NBodyNetwork"
     assert bench.best_model(results[:1], 30.0, "nbody") == "NBodyNetwork"  # nothing at 30 min: the fallback
-    data = {"sizes": [200, 50, 100], "curve": [100], "gap_ev": {200: (6.9, 1.3)}}
+    data = {"sizes": [200, 50, 100], "curve": [100]}
     jobs = bench.later_jobs(["curve", "mu", "gap"], "NBodyNetwork", 10.0, data)
     assert [(j.row, j.model, j.train) for j in jobs] == [
         ("curve", "NBodyNetwork", 100), ("curve", "SchNet", 100), ("mu", "NBodyNetwork", 200), ("gap", "EquivariantPotential", 200),
     ]  # fmt: skip
     assert "model.dipole=true" in jobs[2].overrides and jobs[2].config is None
-    assert jobs[3].config == "qm9_gap.yaml" and "model.intensive_shift=6.900000" in jobs[3].overrides
+    assert jobs[3].config == "qm9_gap.yaml" and jobs[3].overrides == []  # shift and scale from the training gaps
 
 
 def test_table_lists_runs_failures_and_anchors():
