@@ -35,13 +35,19 @@ def output_names(stress: bool) -> tuple[str, ...]:
     return (keys.ENERGY, keys.FORCES, keys.STRESS) if stress else (keys.ENERGY, keys.FORCES)
 
 
-def traceable_copy(model: AtomisticModel) -> AtomisticModel:
-    """A frozen eval-mode copy of ``model`` whose convolutions use the fused PyTorch backend."""
-    model = copy.deepcopy(model).eval()
-    model.requires_grad_(False)
+def torch_backend_copy(model: AtomisticModel) -> AtomisticModel:
+    """A copy of ``model`` whose convolutions use the fused PyTorch backend (the C++ kernel cannot be traced)."""
+    model = copy.deepcopy(model)
     for module in model.modules():
         if isinstance(module, EquivariantConv):
             module.backend = "torch"
+    return model
+
+
+def traceable_copy(model: AtomisticModel) -> AtomisticModel:
+    """A frozen eval-mode :func:`torch_backend_copy` of ``model``."""
+    model = torch_backend_copy(model).eval()
+    model.requires_grad_(False)
     return model
 
 
@@ -98,6 +104,23 @@ def size_class(tensors: tuple[torch.Tensor, ...]) -> tuple[int, int, int]:
 
 
 @contextlib.contextmanager
+def one_graph(model: torch.nn.Module) -> Iterator[None]:
+    """Trace under this: a read of tensor values on the host becomes a ``ValueError`` naming ``model``'s class.
+
+    Raises:
+        ValueError: the traced forward reads tensor values on the host (a ``.item()``,
+            ``bool(tensor)`` or a shape that depends on values): it cannot be one graph.
+    """
+    try:
+        yield
+    except (GuardOnDataDependentSymNode, torch._subclasses.fake_tensor.DataDependentOutputException) as error:
+        raise ValueError(
+            f"{type(model).__name__} cannot be traced into one graph: its forward reads tensor values on the host "
+            f"({type(error).__name__}: {str(error).splitlines()[0]})"
+        ) from error
+
+
+@contextlib.contextmanager
 def _distinct_symbols() -> Iterator[None]:
     """Every dynamic size its own symbol (no "duck" sharing with an equal static size, e.g. ``N == 3``)."""
     previous = fx_config.use_duck_shape
@@ -115,17 +138,10 @@ def trace(force_field: ForceField, example: tuple[torch.Tensor, ...]) -> torch.f
         ValueError: the model reads tensor values on the host in its forward (a ``.item()``,
             ``bool(tensor)`` or a shape that depends on values): it cannot be one graph.
     """
-    try:
-        with _distinct_symbols():
-            return make_fx(
-                force_field, tracing_mode="symbolic", _allow_non_fake_inputs=True, _error_on_data_dependent_ops=True
-            )(*[t.clone() for t in example])
-    except (GuardOnDataDependentSymNode, torch._subclasses.fake_tensor.DataDependentOutputException) as error:
-        name = type(force_field.model).__name__
-        raise ValueError(
-            f"{name} cannot be traced into one graph: its forward reads tensor values on the host "
-            f"({type(error).__name__}: {str(error).splitlines()[0]})"
-        ) from error
+    with one_graph(force_field.model), _distinct_symbols():
+        return make_fx(
+            force_field, tracing_mode="symbolic", _allow_non_fake_inputs=True, _error_on_data_dependent_ops=True
+        )(*[t.clone() for t in example])
 
 
 def describe(force_field: ForceField, extra: dict[str, Any] | None = None) -> dict[str, str]:

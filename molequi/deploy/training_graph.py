@@ -22,27 +22,24 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch._dynamo.source import ConstantSource
-from torch._subclasses.fake_tensor import DataDependentOutputException, FakeTensorMode
+from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.fx.experimental.proxy_tensor import make_fx
 from torch.fx.experimental.symbolic_shapes import (
     DimDynamic,
-    GuardOnDataDependentSymNode,
     ShapeEnv,
     StatelessSymbolicContext,
 )
 
 from ..data import keys
 from ..models import AtomisticModel, read_graph_inputs
-from ..nn.conv import EquivariantConv
 from .accuracy import check_agreement, output_errors, tolerance_for
-from .graph import INPUT_NAMES, _distinct_symbols, graph_tensors, size_class
+from .graph import INPUT_NAMES, _distinct_symbols, graph_tensors, one_graph, size_class, torch_backend_copy
 
 #: The outputs of the training graph, in order: ``energy [G]`` (float64) and ``forces [N, 3]``.
 OUTPUT_NAMES = (keys.ENERGY, keys.FORCES)
@@ -51,15 +48,11 @@ DYNAMIC_DIMS = (0, 0, 1, 0, 0, 0)
 
 
 def training_copy(model: AtomisticModel) -> AtomisticModel:
-    """A train-mode copy of ``model`` whose convolutions use the ``"torch"`` backend (the C++ kernel cannot be traced).
+    """A train-mode :func:`~molequi.deploy.graph.torch_backend_copy` of ``model``.
 
     Only the copy's code is used: its weights are swapped for the caller's by ``functional_call``.
     """
-    model = copy.deepcopy(model).train()
-    for module in model.modules():
-        if isinstance(module, EquivariantConv):
-            module.backend = "torch"
-    return model
+    return torch_backend_copy(model).train()
 
 
 class TrainingForceField:
@@ -115,18 +108,11 @@ def trace_training(
     Raises:
         ValueError: the model reads tensor values on the host in its forward: it cannot be one graph.
     """
-    try:
-        with _distinct_symbols():
-            fakes = _fake_inputs(weights, example)
-            return make_fx(
-                force_field, tracing_mode="symbolic", _allow_non_fake_inputs=True, _error_on_data_dependent_ops=True
-            )(*fakes)
-    except (GuardOnDataDependentSymNode, DataDependentOutputException) as error:
-        name = type(force_field.model).__name__
-        raise ValueError(
-            f"{name} cannot be traced into one graph: its forward reads tensor values on the host "
-            f"({type(error).__name__}: {str(error).splitlines()[0]})"
-        ) from error
+    with one_graph(force_field.model), _distinct_symbols():
+        fakes = _fake_inputs(weights, example)
+        return make_fx(
+            force_field, tracing_mode="symbolic", _allow_non_fake_inputs=True, _error_on_data_dependent_ops=True
+        )(*fakes)
 
 
 class CompiledTrainingStep:
