@@ -230,8 +230,9 @@ class TrainConfig:
         output_dir: where model.pt, checkpoint.pt, metrics and plots go.
         max_epochs: upper bound on epochs.
         max_minutes: wall-time budget (None: none), counted from the start of the run (data,
-            statistics and model set-up included) and checked at the end of each epoch, stopping
-            when the next epoch would not fit. A ``cosine`` schedule is then planned in time: it
+            statistics and model set-up included) and checked after every step: an epoch ends
+            early when the time left is what the last validation took, and the run then stops
+            (after validating, so a cut epoch still counts). A ``cosine`` schedule is then planned in time: it
             reaches ``optim.min_lr`` when the budget runs out (:mod:`molequi.training.schedule`).
         budget_clock: what ``max_minutes`` counts: ``wall`` (wall-clock time, the default) or
             ``cpu`` (this process's CPU time, which other jobs on a shared machine do not change:

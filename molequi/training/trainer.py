@@ -144,6 +144,8 @@ class Trainer:
         self.epoch, self.best_epoch, self.bad_epochs = 0, 0, 0
         self.best_loss = math.inf
         self.elapsed_s, self.last_epoch_s, self.epoch_start = 0.0, 0.0, self.clock()
+        #: seconds of the last validation: what a budget-cut epoch leaves for it
+        self.validation_s = 0.0
         self.final_stage = False
         if checkpoint:
             self._restore(checkpoint)
@@ -208,6 +210,7 @@ class Trainer:
         progress = checkpoint["progress"]
         self.epoch, self.best_epoch, self.bad_epochs = progress["epoch"], progress["best_epoch"], progress["bad_epochs"]
         self.best_loss, self.elapsed_s, self.last_epoch_s = progress["best_loss"], progress["elapsed_s"], progress["last_epoch_s"]
+        self.validation_s = progress.get("validation_s", 0.0)
         if progress.get("final_stage", False):
             self._enter_final_stage(reset_best=False)
         self.history.restore(checkpoint["history"])
@@ -241,7 +244,9 @@ class Trainer:
             self._enter_final_stage(reset_best=True)
         train_metrics = self._train_epoch(epoch)
         lr = self.schedule.lr
+        validation_start = self.clock()
         val_metrics = self._validate()
+        self.validation_s = self.clock() - validation_start
         self.schedule.epoch_end(val_metrics["loss"])
         if val_metrics["loss"] < self.best_loss:
             self.best_loss, self.best_epoch, self.bad_epochs = val_metrics["loss"], epoch, 0
@@ -269,7 +274,7 @@ class Trainer:
             self.loader, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True,
             disable=not (self.config.progress_bar and self.dist.is_main and sys.stderr.isatty()),  # a log gets the epoch lines
         )  # fmt: skip
-        running = 0.0
+        running, steps = 0.0, len(self.loader)
         for step, batch in enumerate(bar, 1):
             batch = batch.to(self.dist.device)
             pred = self.network(batch, compute_forces=self.loss.needs_forces, compute_stress=self.loss.needs_stress)
@@ -287,8 +292,19 @@ class Trainer:
             accumulator.update(pred, batch)
             running += (value - running) / step  # under DDP: this process's estimate of the batch loss
             bar.set_postfix(loss=f"{running:.4g}", lr=f"{self.schedule.lr:.2e}", refresh=False)
+            if step < steps and self._budget_spent():
+                if self.dist.is_main:
+                    logger.info("epoch %d cut at step %d of %d: max_minutes leaves time only to validate", epoch, step, steps)
+                break
         accumulator.reduce(self.dist.sum)
         return self._summarize(accumulator)
+
+    def _budget_spent(self) -> bool:
+        """Whether the time left of ``max_minutes`` is no more than the last validation took (rank 0 decides)."""
+        if self.config.max_minutes is None:
+            return False
+        used = self.elapsed_s + self.clock() - self.epoch_start + self.validation_s
+        return bool(self.dist.broadcast(used >= 60 * self.config.max_minutes))
 
     def _enter_final_stage(self, reset_best: bool) -> None:
         """Switch to the final-stage loss weights (MACE's late rise of the energy weight).
@@ -326,7 +342,7 @@ class Trainer:
             reason = "early_stopping"
         elif (
             config.max_minutes is not None and self.epoch > 0  # at least one epoch: model.pt must exist
-            and self.elapsed_s + self.last_epoch_s > 60 * config.max_minutes
+            and self.elapsed_s + self.validation_s >= 60 * config.max_minutes
         ):
             reason = "max_minutes"
         return self.dist.broadcast(reason)
@@ -341,7 +357,7 @@ class Trainer:
             "progress": {
                 "epoch": self.epoch, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
                 "best_loss": self.best_loss, "elapsed_s": self.elapsed_s, "last_epoch_s": self.last_epoch_s,
-                "final_stage": self.final_stage,
+                "validation_s": self.validation_s, "final_stage": self.final_stage,
             },  # fmt: skip
             "history": self.history.rows,
             "split": self.splits.indices,

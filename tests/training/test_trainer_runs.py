@@ -165,3 +165,19 @@ def test_time_budget_stops_after_an_epoch(tiny_config):
     result = train(load_config(tiny_config(max_epochs=5, max_minutes=1e-6)))
     assert (result.epochs, result.stop_reason) == (1, "max_minutes")
     assert set(result.test_metrics) >= {"energy_mae", "forces_mae", "forces_rmse"}
+
+
+def test_time_budget_cuts_the_epoch_that_would_overrun(tiny_config, monkeypatch, caplog):
+    """With max_minutes, an epoch ends at the step where only a validation's time is left, then the run stops.
+
+    The budget clock is a fake one that ticks one second per reading (a reading or two per step), so
+    an epoch of 12 steps takes ~25 "seconds": the first epoch fits the 40 s budget, the second is cut.
+    """
+    ticks = iter(range(10**6))
+    monkeypatch.setattr("molequi.training.trainer.budget_clock", lambda name: lambda: float(next(ticks)))
+    with caplog.at_level("INFO", logger="molequi.training.trainer"):
+        result = train(load_config(tiny_config(max_epochs=5, max_minutes=40 / 60, batch_size=1)))
+    assert (result.epochs, result.stop_reason) == (2, "max_minutes")
+    cut = [r.getMessage() for r in caplog.records if "cut at step" in r.getMessage()]
+    assert len(cut) == 1 and cut[0].startswith("epoch 2 cut at step") and cut[0].endswith("of 12: max_minutes leaves time only to validate")
+    assert 35 <= result.wall_time_s <= 45  # the budget used up to about one validation, not one epoch short of it
