@@ -107,8 +107,8 @@ def test_every_level_is_equivariant(model, float64):
 
 @pytest.mark.parametrize(
     "options",
-    [None, {"hierarchy": False}, {"nonlinearity": "gate"}, {"fragment_layers": 0}, {"fragment_layers": 2}],
-    ids=["hierarchy", "flat", "gate", "no_fragment_graph", "two_fragment_graph_levels"],
+    [None, {"hierarchy": False}, {"nonlinearity": "gate"}, {"fragment_layers": 0}, {"fragment_layers": 2}, {"species_mix": True}],
+    ids=["hierarchy", "flat", "gate", "no_fragment_graph", "two_fragment_graph_levels", "species_mix"],
 )
 def test_model_is_equivariant(model, options, float64):
     model = model if options is None else _build(**options)
@@ -202,3 +202,18 @@ def test_weights_of_the_former_hierarchy_are_refused_by_name(model, float64):
 def test_example_configs_are_valid(name):
     config = load_config(REPOSITORY / "examples" / "configs" / f"{name}.yaml")
     assert config.model.name == "NBodyNetwork" and config.model.options["hierarchy"] is True
+
+
+def test_species_mix_depends_on_the_species_of_the_atom(float64):
+    """With a node attribute the atom level's mix is W_{z_i}: the same state and messages, another species, another output."""
+    from molequi.models.nbody.levels import AtomLevel
+
+    torch.manual_seed(0)
+    level = AtomLevel("4x0e+4x1o", "4x0e+4x1o", "1x0e+1x1o", 3, irreps_node_attr="2x0e", radial_hidden=(8,))
+    node, edge_index = torch.randn(3, 16), torch.tensor([[0, 1, 2, 0], [1, 2, 0, 2]])
+    edge_sh, edge_features = torch.randn(4, 4), torch.randn(4, 3)
+    first, second = torch.eye(2)[[0, 0, 0]], torch.eye(2)[[1, 1, 1]]
+    out_first = level(node, edge_index, edge_sh, edge_features, first)
+    assert (out_first - level(node, edge_index, edge_sh, edge_features, second)).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="needs node_attr"):
+        level(node, edge_index, edge_sh, edge_features)

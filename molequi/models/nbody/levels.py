@@ -129,8 +129,11 @@ class AtomLevel(torch.nn.Module):
     The neighbour term is :class:`~molequi.nn.EquivariantConv` whose filter weights ``w`` (per path
     and channel) come from the edge scalars ``g`` through a bias-free MLP, so they vanish where
     ``g`` does (at ``r_max``); ``sigma`` is :class:`CGSquare` (the CG square by default); ``W``
-    mixes the concatenation per irrep (``o3.Linear``). The same level runs on the fragment graph
-    (nodes: fragments; ``g``: the radial embedding of the centre distances, zero at its cutoff).
+    mixes the concatenation per irrep (``o3.Linear``), or with ``irreps_node_attr`` (a one-hot
+    species ``"Sx0e"``) per irrep and per species of atom ``i`` (``W_{z_i}``, an
+    ``o3.FullyConnectedTensorProduct`` with the attribute, as NequIP's self-interaction). The same
+    level runs on the fragment graph (nodes: fragments; ``g``: the radial embedding of the centre
+    distances, zero at its cutoff).
 
     Args:
         irreps_in, irreps_out: irreps of ``F^s`` and ``F^{s+1}``.
@@ -139,10 +142,12 @@ class AtomLevel(torch.nn.Module):
         nonlinearity, nonlinearity_options: the family of :class:`CGSquare`.
         radial_hidden: hidden widths of the filter MLP.
         avg_num_neighbors: ``n-bar``.
+        irreps_node_attr: irreps of ``node_attr`` for a species-dependent mix ``W``, or ``None``.
 
     Shapes:
         ``node [N, irreps_in.dim]``, ``edge_index [2, E]``, ``edge_sh [E, irreps_sh.dim]``,
-        ``edge_features [E, edge_features]`` -> ``[N, irreps_out.dim]``.
+        ``edge_features [E, edge_features]``, ``node_attr [N, irreps_node_attr.dim]`` ->
+        ``[N, irreps_out.dim]``.
     """
 
     def __init__(
@@ -155,6 +160,7 @@ class AtomLevel(torch.nn.Module):
         nonlinearity_options: Mapping[str, Any] | None = None,
         radial_hidden: Sequence[int] = (32,),
         avg_num_neighbors: float = 10.0,
+        irreps_node_attr: o3.Irreps | str | None = None,
     ) -> None:
         super().__init__()
         self.irreps_in, self.irreps_out = o3.Irreps(irreps_in), o3.Irreps(irreps_out)
@@ -167,12 +173,27 @@ class AtomLevel(torch.nn.Module):
             avg_num_neighbors=avg_num_neighbors,
         )
         self.square = CGSquare(self.irreps_in, self.irreps_out, nonlinearity, nonlinearity_options)
-        self.mix = o3.Linear(self.irreps_in + self.square.irreps_out + self.irreps_out, self.irreps_out)
+        irreps_mix = self.irreps_in + self.square.irreps_out + self.irreps_out
+        self.mix: torch.nn.Module
+        if irreps_node_attr is None:
+            self.mix = o3.Linear(irreps_mix, self.irreps_out)
+        else:
+            self.mix = o3.FullyConnectedTensorProduct(irreps_mix, irreps_node_attr, self.irreps_out)
         self.norm = SoftNorm(self.irreps_out)
 
     def forward(
-        self, node: torch.Tensor, edge_index: torch.Tensor, edge_sh: torch.Tensor, edge_features: torch.Tensor
+        self,
+        node: torch.Tensor,
+        edge_index: torch.Tensor,
+        edge_sh: torch.Tensor,
+        edge_features: torch.Tensor,
+        node_attr: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """See the class docstring for shapes."""
         messages = self.conv(node, None, edge_index, edge_sh=edge_sh, edge_radial=edge_features)  # [N, out]
-        return self.norm(self.mix(torch.cat([node, self.square(node), messages], dim=-1)))
+        features = torch.cat([node, self.square(node), messages], dim=-1)
+        if isinstance(self.mix, o3.Linear):
+            return self.norm(self.mix(features))
+        if node_attr is None:
+            raise ValueError("AtomLevel(irreps_node_attr=...) needs node_attr")
+        return self.norm(self.mix(features, node_attr))

@@ -100,6 +100,9 @@ class NBodyNetwork(AtomisticModel):
         atomic_energies: reference energy per element ``{Z: eV}`` (``E0``; default 0).
         scale, shift: per-atom energy scale and shift, one number or ``{Z: value}``.
         readout_hidden: width of the readout MLPs.
+        species_mix: make the per-irrep mix ``W`` of every atom level depend on the species of
+            the atom (a tensor product with its one-hot species, as NequIP's self-interaction;
+            default ``False``: the species enter through the embedding only).
         dipole: also predict the molecular dipole ``dipole [G, 3]`` (e Å; QM9's ``mu`` is its
             norm) from neutral atomic charges and vectors of the last atom state (``atom_down``
             with the hierarchy; :class:`~molequi.nn.readout.DipoleReadout`); needs ``1o``.
@@ -134,6 +137,7 @@ class NBodyNetwork(AtomisticModel):
         scale: float | Mapping[int, float] = 1.0,
         shift: float | Mapping[int, float] = 0.0,
         readout_hidden: int = 16,
+        species_mix: bool = False,
         dipole: bool = False,
     ) -> None:
         super().__init__()
@@ -161,6 +165,7 @@ class NBodyNetwork(AtomisticModel):
             "scale": per_species_config(scale, species_z, "scale"),
             "shift": per_species_config(shift, species_z, "shift"),
             "readout_hidden": int(readout_hidden),
+            "species_mix": bool(species_mix),
             "dipole": bool(dipole),
         }
         if num_levels < 1:
@@ -189,6 +194,7 @@ class NBodyNetwork(AtomisticModel):
                     edge_levels[-1].irreps_out.dim,
                     radial_hidden=radial_hidden,
                     avg_num_neighbors=avg_num_neighbors,
+                    irreps_node_attr=f"{len(species_z)}x0e" if species_mix else None,
                     **cg,
                 )
             )
@@ -270,7 +276,7 @@ class NBodyNetwork(AtomisticModel):
         states: dict[str, torch.Tensor] = {}
         for s, (edge_level, atom_level) in enumerate(zip(self.edge_levels, self.atom_levels)):
             edge = edge_level(node, inputs.edge_index, edge_radial, cutoff, edge)  # [E, edge scalars]
-            node = atom_level(node, inputs.edge_index, edge_sh, edge)  # [N, hidden]
+            node = atom_level(node, inputs.edge_index, edge_sh, edge, one_hot)  # [N, hidden]
             states[f"edge_{s + 1}"], states[f"atom_{s + 1}"] = edge, node
         if not self.hierarchy:
             return states, None
