@@ -9,7 +9,7 @@ them, the test molecules in their own file), so that every run, whatever its tra
 tested on the same 3,000 molecules; the learning-curve subsets (1k, 5k) are prefixes of one seeded
 order of the 20k (containing every element). Same loss (MSE of the energy per atom; E0 = QM9's
 atom references), optimiser, schedule (a cosine planned in time), EMA, batch size, budget
-(``max_minutes`` on ``--clock``, set-up counted, stopping when the next epoch would not fit) and
+(``max_minutes`` on ``--clock``, set-up counted; the epoch that would overrun is cut) and
 threads for all. Peak learning rates: 0.01 for the molequi models, 0.002 for SchNet, the better
 of each model's probes (200 training molecules, 9 epochs, test U0 MAE in eV: EquivariantPotential
 0.002: 2.4, 0.005: 1.1, 0.01: 0.74, 0.02: 0.48; NBodyNetwork 0.002: 1.31, 0.01: 0.93; SchNet

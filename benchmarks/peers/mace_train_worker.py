@@ -8,8 +8,9 @@ Run with the python of a venv that has mace-torch (never molequi's: MACE pins e3
 
 MACE has no wall-clock budget, so this worker runs MACE's own ``mace_run_train`` (``run(args)``,
 in this process) with a huge ``max_num_epochs`` and stops it by the rule molequi's ``max_minutes``
-uses: before each epoch, stop if the time so far plus the last epoch's time exceeds the budget.
-The clock starts after the imports, right before ``run``, so it counts what molequi's does:
+uses (:class:`EpochBudget`): an epoch's training loop ends at the step after which the time left
+is what the last validation took, MACE then validates and checkpoints that epoch as usual, and
+the next epoch does not start. The clock starts after the imports, right before ``run``, so it counts what molequi's does:
 reading the data, E0s and statistics, building the graphs, the model, MACE's initial validation
 pass and every epoch with its validation and checkpoint. MACE keeps only its best checkpoint
 (lowest validation loss, saved with the EMA weights); that is loaded into the model and used
@@ -92,31 +93,72 @@ def isolated_atom_energies(path: str) -> str:
 
 
 class BudgetReached(Exception):
-    """Raised before an epoch that would end past the budget (caught by :func:`train_for`)."""
+    """Raised before an epoch when the budget is spent (caught by :func:`train_for`)."""
+
+
+class EpochBudget:
+    """molequi's ``max_minutes`` rule around an epoch function: cut the epoch's loader, then refuse the next epoch.
+
+    The time left for a validation is what the last one took (the time from the end of an epoch's
+    training loop to the next epoch's start: MACE's validation and checkpoint), 0 before the first.
+
+    Args:
+        budget_s: the budget; start: the clock reading it counts from; clock: seconds.
+
+    Attributes:
+        epoch_starts: clock reading at the start of every epoch; cuts: ``(epoch, steps)`` of cut epochs.
+    """
+
+    def __init__(self, budget_s: float, start: float, clock: Callable[[], float]) -> None:
+        self.budget_s, self.start, self.clock = budget_s, start, clock
+        self.epoch_starts: list[float] = []
+        self.cuts: list[tuple[int, int]] = []
+        self.validation_s, self._train_end = 0.0, None
+
+    def spent(self) -> bool:
+        """Whether no more than the last validation's time is left."""
+        return self.clock() - self.start + self.validation_s >= self.budget_s
+
+    def run_epoch(self, epoch_function: Callable[..., Any], data_loader: Any, **kwargs: Any) -> Any:
+        """Call ``epoch_function(data_loader=<cut loader>, **kwargs)``; raises :class:`BudgetReached` when spent."""
+        now = self.clock()
+        if self._train_end is not None:
+            self.validation_s = now - self._train_end
+        if self.epoch_starts and self.spent():  # at least one epoch, so that a checkpoint exists
+            raise BudgetReached
+        self.epoch_starts.append(now)
+        try:
+            return epoch_function(data_loader=self._cut(data_loader, len(self.epoch_starts)), **kwargs)
+        finally:
+            self._train_end = self.clock()
+
+    def _cut(self, data_loader: Any, epoch: int) -> Any:
+        """The batches of ``data_loader`` until the budget is spent after a step."""
+        for step, batch in enumerate(data_loader, 1):
+            yield batch  # the caller takes its optimisation step before asking for the next batch
+            if self.spent():
+                self.cuts.append((epoch, step))
+                return
 
 
 def train_for(argv: list[str], budget_s: float, start: float, clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
     """Run ``mace_run_train`` with ``argv`` until the budget stops it; returns the model and timings.
 
-    The epoch loop of ``mace.tools.train.train`` calls ``train_one_epoch`` through its module
-    globals, so wrapping that one function gives the time check without copying MACE's loop.
+    The epoch loop of ``mace.tools.train.train`` calls ``train_one_epoch`` (with keyword arguments)
+    through its module globals, so wrapping that one function in :class:`EpochBudget` gives the
+    time check without copying MACE's loop.
     """
     from mace import tools
     from mace.cli.run_train import run
 
     train_module = sys.modules["mace.tools.train"]
     original = train_module.train_one_epoch
-    record: dict[str, Any] = {"epoch_starts": [], "model": None}
+    budget = EpochBudget(budget_s, start, clock)
+    record: dict[str, Any] = {"epoch_starts": budget.epoch_starts, "cut_epochs": budget.cuts, "model": None}
 
-    def timed_epoch(*pargs, **kwargs):
-        now = clock()
-        starts = record["epoch_starts"]
-        last_epoch = now - starts[-1] if starts else 0.0
-        if now - start + last_epoch > budget_s:
-            raise BudgetReached
-        starts.append(now)
+    def timed_epoch(**kwargs):
         record["model"] = kwargs["model"]
-        return original(*pargs, **kwargs)
+        return budget.run_epoch(original, **kwargs)
 
     train_module.train_one_epoch = timed_epoch
     try:
@@ -221,6 +263,7 @@ def main() -> None:
         "epochs": len(starts),
         "best_epoch": best_epoch + 1,  # MACE counts epochs from 0
         "stop_reason": record["stop_reason"],
+        "cut_epochs": record["cut_epochs"],
         "setup_s": (starts[0] if starts else record["stop"]) - start,
         "train_s": record["stop"] - start,
         "epoch_s": epoch_times,

@@ -256,3 +256,35 @@ def test_mace_command_line_has_the_documented_settings_and_extra_options_last(tm
                    "--forces_weight=1000.0", "--ema", "--amsgrad", "--batch_size=5", "--valid_file=v.extxyz"):  # fmt: skip
         assert option in argv
     assert argv[-1] == "--forces_weight=100"  # argparse keeps the last value: extra options win
+
+
+def test_mace_epochs_follow_the_molequi_budget_rule():
+    """EpochBudget: the epoch that would overrun is cut after the step that leaves a validation's time; the next is refused.
+
+    A fake clock ticks one second per reading; an epoch function takes 10 steps of 2 readings each
+    (the budget's own reading after each step included), then "validates" for 5 readings.
+    """
+    ticks = iter(range(10**6))
+    clock = lambda: float(next(ticks))  # noqa: E731
+    budget = worker.EpochBudget(budget_s=40.0, start=clock(), clock=clock)
+    steps = []
+
+    def epoch(data_loader, tag):
+        for batch in data_loader:
+            clock()  # the optimisation step
+            steps.append((tag, batch))
+
+    def run(tag):
+        budget.run_epoch(epoch, data_loader=range(10), tag=tag)
+        for _ in range(5):
+            clock()  # MACE's validation and checkpoint
+
+    run("first")
+    assert [b for t, b in steps if t == "first"] == list(range(10)) and budget.cuts == []
+    run("second")
+    second = [b for t, b in steps if t == "second"]
+    assert 0 < len(second) < 10 and budget.cuts == [(2, len(second))]
+    assert budget.validation_s == pytest.approx(6.0)  # five validation readings and the epoch start's own
+    with pytest.raises(worker.BudgetReached):
+        run("third")
+    assert len(budget.epoch_starts) == 2
