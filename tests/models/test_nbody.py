@@ -42,10 +42,17 @@ SPECIES = ["H", "C", "O"]
 
 
 def _build(**options) -> NBodyNetwork:
-    """A small float64 model, seeded (building one takes about 2 s of CPU, so tests share them)."""
+    """A small float64 model, seeded (building one takes about 2 s of CPU, so tests share them).
+
+    The top-down gain starts at 0 (ReZero); it is set to 0.8 here so that the tests see the top-down path.
+    """
     with default_dtype(torch.float64):
         torch.manual_seed(0)
-        return NBodyNetwork(options.pop("species", SPECIES), r_max=options.pop("r_max", 3.0), **(SMALL | options))
+        model = NBodyNetwork(options.pop("species", SPECIES), r_max=options.pop("r_max", 3.0), **(SMALL | options))
+        if model.hierarchy:
+            with torch.no_grad():
+                model.atom_down.message_gain.fill_(0.8)
+        return model
 
 
 @pytest.fixture(scope="module")
@@ -217,3 +224,13 @@ def test_species_mix_depends_on_the_species_of_the_atom(float64):
     assert (out_first - level(node, edge_index, edge_sh, edge_features, second)).abs().max() > 1e-3
     with pytest.raises(ValueError, match="needs node_attr"):
         level(node, edge_index, edge_sh, edge_features)
+
+
+def test_top_down_gain_starts_at_zero_and_old_files_get_gain_one(float64):
+    """A new model starts without the top-down messages (ReZero); weights saved without the gain load with gain 1."""
+    fresh = NBodyNetwork(SPECIES, r_max=3.0, **SMALL)
+    assert fresh.atom_down.message_gain.item() == 0.0
+    state = fresh.state_dict()
+    del state["atom_down.message_gain"]
+    fresh.load_state_dict(state)
+    assert fresh.atom_down.message_gain.item() == 1.0

@@ -54,6 +54,9 @@ def test_parent_level_is_equivariant_and_normalised_by_child_count(float64):
 def test_top_down_level_is_equivariant(float64):
     torch.manual_seed(0)
     level = TopDownLevel(HIDDEN, HIDDEN, HIDDEN, lengths=(1.5, 3.0), **TIER)
+    assert level.message_gain.item() == 0.0  # ReZero: the messages start switched off
+    with torch.no_grad():
+        level.message_gain.fill_(0.8)
     children, parents = torch.randn(5, HIDDEN.dim), [torch.randn(3, HIDDEN.dim), torch.randn(2, HIDDEN.dim)]
     displacements = [torch.randn(5, 3), torch.randn(5, 3)]
     index = [torch.tensor([0, 0, 1, 2, 2]), torch.tensor([0, 0, 0, 1, 1])]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 from e3nn import o3
 from torch_geometric.data import Batch, Data

