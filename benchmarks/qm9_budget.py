@@ -12,7 +12,8 @@ atom references), optimiser, schedule (a cosine planned in time), EMA, batch siz
 (``max_minutes`` on ``--clock``, set-up counted; the epoch that would overrun is cut) and
 threads for all. Peak learning rates: 0.01 for the molequi models, 0.002 for SchNet, the better
 of each model's probes (200 training molecules, 9 epochs, test U0 MAE in eV: EquivariantPotential
-0.002: 2.4, 0.005: 1.1, 0.01: 0.74, 0.02: 0.48; NBodyNetwork 0.002: 1.31, 0.01: 0.93; SchNet
+0.002: 2.4, 0.005: 1.1, 0.01: 0.74, 0.02: 0.48; NBodyNetwork (its former 16x0e+16x1o+16x2e
+configuration) 0.002: 1.31, 0.01: 0.93; SchNet
 0.001: 0.62, 0.002: 0.51, 0.005: 0.56, 0.01: 2.57); 0.02 was not tried at scale.
 
 Rows (``--rows``): ``equivariant`` (qm9_u0.yaml), ``nbody`` (nbody_qm9_u0.yaml, with the hierarchy),
