@@ -292,19 +292,21 @@ class Trainer:
             accumulator.update(pred, batch)
             running += (value - running) / step  # under DDP: this process's estimate of the batch loss
             bar.set_postfix(loss=f"{running:.4g}", lr=f"{self.schedule.lr:.2e}", refresh=False)
-            if step < steps and self._budget_spent():
+            if step < steps and self.config.max_minutes is not None and self._cut_epoch_now():
                 if self.dist.is_main:
                     logger.info("epoch %d cut at step %d of %d: max_minutes leaves time only to validate", epoch, step, steps)
                 break
         accumulator.reduce(self.dist.sum)
         return self._summarize(accumulator)
 
-    def _budget_spent(self) -> bool:
-        """Whether the time left of ``max_minutes`` is no more than the last validation took (rank 0 decides)."""
-        if self.config.max_minutes is None:
-            return False
-        used = self.elapsed_s + self.clock() - self.epoch_start + self.validation_s
-        return bool(self.dist.broadcast(used >= 60 * self.config.max_minutes))
+    def _cut_epoch_now(self) -> bool:
+        """Whether the running epoch must end after this step (:meth:`_budget_spent`; rank 0 decides for all)."""
+        return bool(self.dist.broadcast(self._budget_spent(self.clock() - self.epoch_start)))
+
+    def _budget_spent(self, running_s: float = 0.0) -> bool:
+        """Whether, ``running_s`` into an epoch, the time left of ``max_minutes`` is no more than the last validation took."""
+        budget = self.config.max_minutes
+        return budget is not None and self.elapsed_s + running_s + self.validation_s >= 60 * budget
 
     def _enter_final_stage(self, reset_best: bool) -> None:
         """Switch to the final-stage loss weights (MACE's late rise of the energy weight).
@@ -340,10 +342,7 @@ class Trainer:
             reason = "max_epochs"
         elif config.early_stopping_patience is not None and self.bad_epochs >= config.early_stopping_patience:
             reason = "early_stopping"
-        elif (
-            config.max_minutes is not None and self.epoch > 0  # at least one epoch: model.pt must exist
-            and self.elapsed_s + self.validation_s >= 60 * config.max_minutes
-        ):
+        elif self.epoch > 0 and self._budget_spent():  # at least one epoch: model.pt must exist
             reason = "max_minutes"
         return self.dist.broadcast(reason)
 
