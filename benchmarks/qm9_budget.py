@@ -257,7 +257,8 @@ def prebuild(jobs: list[Job], data: dict[str, Any], args: argparse.Namespace) ->
     warmed = set()
     for job in jobs:
         config_name, extra, peer = MODELS[job.model]
-        overrides = [o for o in [*extra, *job.overrides] if not (peer and o.startswith("model."))]
+        # the peer's own model keys are not in the molequi config it borrows; its cutoff is
+        overrides = [o for o in [*extra, *job.overrides] if not (peer and o.startswith("model.") and not o.startswith("model.r_max="))]
         config = load_config(CONFIGS / (job.config or config_name), overrides)
         r_max, dtype = model_r_max(config.model), getattr(torch, config.dtype)
         for path in (data["files"][job.train], data["test"]):
@@ -272,15 +273,19 @@ def prebuild(jobs: list[Job], data: dict[str, Any], args: argparse.Namespace) ->
     return time.perf_counter() - start
 
 
-def main_jobs(rows: list[str], budgets: list[float], n_train: int) -> list[Job]:
-    """The rows that need no earlier result, longest budgets first (so the pool ends evenly)."""
+def main_jobs(rows: list[str], budgets: list[float], n_train: int, overrides: dict[str, list[str]] | None = None) -> list[Job]:
+    """The rows that need no earlier result, longest budgets first (so the pool ends evenly).
+
+    ``overrides`` (``--override``): extra ``--set`` settings per row, e.g. ``{"schnet": ["model.r_max=4.0"]}``.
+    """
+    overrides = overrides or {}
     jobs = []
     for budget in sorted(budgets, reverse=True):
         for row, model in (("equivariant", "EquivariantPotential"), ("nbody", "NBodyNetwork"), ("schnet", "SchNet"), ("schnet_small", "SchNet small")):
             if row in rows:
-                jobs.append(Job(row, model, budget, n_train))
+                jobs.append(Job(row, model, budget, n_train, overrides=list(overrides.get(row, []))))
     if "nbody_flat" in rows:
-        jobs.append(Job("nbody_flat", "NBodyNetwork flat", budgets[0], n_train))
+        jobs.append(Job("nbody_flat", "NBodyNetwork flat", budgets[0], n_train, overrides=list(overrides.get("nbody_flat", []))))
     return jobs
 
 
@@ -311,7 +316,9 @@ def format_table(results: list[dict[str, Any]], data: dict[str, Any]) -> str:
              "| row | model | target | train | budget | epochs | s/epoch | test MAE | val MAE | CPU % | load 1-min |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
     for r in sorted(results, key=lambda r: (ROWS.index(r["row"]), r["target"], r["model"], r["train"], r["budget"])):
-        where = f"| {r['row']} | {r['model']} | {r['target']} | {r['train']} | {r['budget']:g} min |"
+        settings = [o for o in r.get("overrides", []) if r["row"] in ROWS[:5]]  # --override's, named in the row
+        model = r["model"] + (f" ({', '.join(settings)})" if settings else "")
+        where = f"| {r['row']} | {model} | {r['target']} | {r['train']} | {r['budget']:g} min |"
         if "error" in r:
             lines.append(f"{where} failed: {r['error'][:90]} ||||||")
             continue
@@ -337,6 +344,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "qm9" / "qm9_25k.npz")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/qm9_budget"))
     parser.add_argument("--json", type=Path, default=None, help="results file (default WORKDIR/qm9_budget.json)")
+    parser.add_argument("--override", action="append", default=[], metavar="ROW:KEY=VALUE", help="an extra --set setting for every run of ROW (equivariant, nbody, schnet, schnet_small, nbody_flat), e.g. schnet:model.r_max=4.0; repeatable")
     parser.add_argument("--quick", action="store_true", help="smoke test: 200/50/100 molecules, 1-minute budgets, two rows")
     args = parser.parse_args(argv)
     rows = [r.strip() for r in (args.rows or ("equivariant,schnet" if args.quick else ",".join(ROWS))).split(",") if r.strip()]
@@ -350,7 +358,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--threads and --parallel must be positive")
     if not args.data.exists():
         parser.error(f"--data: {args.data} not found")
-    args.rows, args.budgets, args.workdir = rows, budgets, args.workdir.resolve()
+    overrides: dict[str, list[str]] = {}
+    for item in args.override:
+        row, _, setting = item.partition(":")
+        if row not in ROWS[:5] or "=" not in setting:
+            parser.error(f"--override: ROW:KEY=VALUE with ROW one of {', '.join(ROWS[:5])} expected, got {item!r}")
+        overrides.setdefault(row, []).append(setting)
+    args.rows, args.budgets, args.workdir, args.override = rows, budgets, args.workdir.resolve(), overrides
     args.json = args.json or args.workdir / "qm9_budget.json"
     return args
 
@@ -376,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
                 status = result.get("error") or f"{result['epochs']} epochs, test MAE {result['test_mae']:.3g} {result['unit']}"
                 print(f"done: {result['name']}: {status}", flush=True)
 
-    first = main_jobs(args.rows, args.budgets, data["sizes"][0])
+    first = main_jobs(args.rows, args.budgets, data["sizes"][0], args.override)
     best = MOLEQUI[args.best]
     later = later_jobs(args.rows, best, args.budgets[0], data)
     print(f"graphs and warm-up (untimed): {prebuild(first + later, data, args):.0f} s", flush=True)

@@ -180,3 +180,19 @@ def test_quick_run_trains_both_rows(tmp_path):
     results = json.loads(out.read_text())["results"]
     assert {r["model"] for r in results} == {"EquivariantPotential", "SchNet"}
     assert all(r["test_frames"] == bench.SIZES["quick"][2] and r["epochs"] >= 1 for r in results)
+
+
+def test_override_reaches_the_row_its_graphs_and_its_table_line(tmp_path):
+    args = _args(tmp_path, argv=["--override", "schnet:model.r_max=4.0", "--override", "nbody:model.lmax=2"])
+    assert args.override == {"schnet": ["model.r_max=4.0"], "nbody": ["model.lmax=2"]}
+    jobs = bench.main_jobs(["equivariant", "schnet", "nbody"], [10.0], 200, args.override)
+    by_row = {job.row: job for job in jobs}
+    assert by_row["schnet"].overrides == ["model.r_max=4.0"] and by_row["equivariant"].overrides == []
+    data = {"files": {200: "/d/trainval_200.npz"}, "test": "/d/test.npz", "sizes": [200, 50, 100]}
+    settings = bench.command(by_row["schnet"], data, args, tmp_path / "s")[1::2]
+    assert "model.r_max=4.0" in settings
+    result = {**by_row["schnet"].__dict__, "epochs": 1, "epoch_s": [1.0], "unit": "meV", "cpu_s": 1.0, "process_s": 1.0,
+              "test_mae": 1.0, "val_mae": 1.0, "loadavg": [1.0, 1.0]}  # fmt: skip
+    assert "SchNet (model.r_max=4.0)" in bench.format_table([result], data)
+    with pytest.raises(SystemExit):
+        _args(tmp_path, argv=["--override", "curve:model.r_max=4.0"])
