@@ -152,14 +152,20 @@ def nested_prefix(order: np.ndarray, numbers: list[np.ndarray], size: int) -> np
 
 
 def write_npz(source: dict[str, np.ndarray], indices: np.ndarray, path: Path) -> None:
-    """The molecules ``indices`` of a QM9 npz (``convert_qm9pack.py`` layout), in that order."""
+    """The molecules ``indices`` of a QM9 npz (``convert_qm9pack.py`` layout), in that order, written atomically.
+
+    Atomic, since a second instance of this script on the same workdir rewrites the split files
+    (with the same content) while the first one's runs may be opening them.
+    """
+    from molequi.io import atomic_write
+
     offsets = source["offsets"]
     molecules = len(offsets) - 1
     atoms = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in indices])
     out = {k: v[indices] for k, v in source.items() if k != "offsets" and len(v) == molecules}
     counts = np.diff(offsets)[indices]
     out.update(offsets=np.concatenate([[0], np.cumsum(counts)]), Z=source["Z"][atoms], R=source["R"][atoms])
-    np.savez(path, **out)
+    atomic_write(path, lambda file: np.savez(file, **out))
 
 
 def prepare_data(args: argparse.Namespace) -> dict[str, Any]:
