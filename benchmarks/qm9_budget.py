@@ -71,6 +71,8 @@ FULL = (20000, 2000)
 #: train, validation, test molecules and the learning-curve training sizes (full run, --quick).
 SIZES = {"full": (20000, 2000, 3000, (1000, 5000)), "quick": (200, 50, 100, (100,))}
 ROWS = ("equivariant", "nbody", "schnet", "schnet_small", "nbody_flat", "curve", "mu", "gap")
+#: The rows that ``--override`` can change (the rest take their settings from the best model's row).
+OVERRIDABLE = ROWS[:5]
 #: Long-run published U0 test MAEs (meV; ~110k training molecules, GPU days), for context only.
 ANCHORS = {"PaiNN": 5.9, "DimeNet++": 6.3, "SchNet": 14.0, "Cormorant": 22.0}
 #: Each model: (config, extra --set overrides, runs through the SchNet peer).
@@ -262,10 +264,8 @@ def prebuild(jobs: list[Job], data: dict[str, Any], args: argparse.Namespace) ->
     built: dict[tuple[str, float, str], Any] = {}
     warmed = set()
     for job in jobs:
-        config_name, extra, peer = MODELS[job.model]
-        # the peer's own model keys are not in the molequi config it borrows; its cutoff is
-        overrides = [o for o in [*extra, *job.overrides] if not (peer and o.startswith("model.") and not o.startswith("model.r_max="))]
-        config = load_config(CONFIGS / (job.config or config_name), overrides)
+        config_name, _, peer = MODELS[job.model]
+        config = load_config(CONFIGS / (job.config or config_name), graph_settings(job))
         r_max, dtype = model_r_max(config.model), getattr(torch, config.dtype)
         for path in (data["files"][job.train], data["test"]):
             if (path, r_max, config.dtype) not in built:
@@ -279,19 +279,34 @@ def prebuild(jobs: list[Job], data: dict[str, Any], args: argparse.Namespace) ->
     return time.perf_counter() - start
 
 
+def graph_settings(job: Job) -> list[str]:
+    """The ``--set`` settings of ``job`` that its config can read, to build its graphs before the clock.
+
+    The SchNet peer borrows a molequi config whose model section lacks SchNet's own keys, so its
+    ``model.*`` settings are dropped, except ``model.r_max``: the peer's cutoff is the graph's.
+    """
+    _, extra, peer = MODELS[job.model]
+    settings = [*extra, *job.overrides]
+    return [o for o in settings if not (peer and o.startswith("model.") and not o.startswith("model.r_max="))]
+
+
 def main_jobs(rows: list[str], budgets: list[float], n_train: int, overrides: dict[str, list[str]] | None = None) -> list[Job]:
     """The rows that need no earlier result, longest budgets first (so the pool ends evenly).
 
     ``overrides`` (``--override``): extra ``--set`` settings per row, e.g. ``{"schnet": ["model.r_max=4.0"]}``.
     """
     overrides = overrides or {}
+
+    def job(row: str, model: str, budget: float) -> Job:
+        return Job(row, model, budget, n_train, overrides=list(overrides.get(row, [])))
+
     jobs = []
     for budget in sorted(budgets, reverse=True):
         for row, model in (("equivariant", "EquivariantPotential"), ("nbody", "NBodyNetwork"), ("schnet", "SchNet"), ("schnet_small", "SchNet small")):
             if row in rows:
-                jobs.append(Job(row, model, budget, n_train, overrides=list(overrides.get(row, []))))
+                jobs.append(job(row, model, budget))
     if "nbody_flat" in rows:
-        jobs.append(Job("nbody_flat", "NBodyNetwork flat", budgets[0], n_train, overrides=list(overrides.get("nbody_flat", []))))
+        jobs.append(job("nbody_flat", "NBodyNetwork flat", budgets[0]))
     return jobs
 
 
@@ -322,7 +337,7 @@ def format_table(results: list[dict[str, Any]], data: dict[str, Any]) -> str:
              "| row | model | target | train | budget | epochs | s/epoch | test MAE | val MAE | CPU % | load 1-min |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
     for r in sorted(results, key=lambda r: (ROWS.index(r["row"]), r["target"], r["model"], r["train"], r["budget"])):
-        settings = [o for o in r.get("overrides", []) if r["row"] in ROWS[:5]]  # --override's, named in the row
+        settings = r.get("overrides", []) if r["row"] in OVERRIDABLE else []  # --override's, named in the row
         model = r["model"] + (f" ({', '.join(settings)})" if settings else "")
         where = f"| {r['row']} | {model} | {r['target']} | {r['train']} | {r['budget']:g} min |"
         if "error" in r:
@@ -350,7 +365,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "qm9" / "qm9_25k.npz")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/qm9_budget"))
     parser.add_argument("--json", type=Path, default=None, help="results file (default WORKDIR/qm9_budget.json)")
-    parser.add_argument("--override", action="append", default=[], metavar="ROW:KEY=VALUE", help="an extra --set setting for every run of ROW (equivariant, nbody, schnet, schnet_small, nbody_flat), e.g. schnet:model.r_max=4.0; repeatable")
+    parser.add_argument("--override", action="append", default=[], metavar="ROW:KEY=VALUE", help=f"an extra --set setting for every run of ROW ({', '.join(OVERRIDABLE)}), e.g. schnet:model.r_max=4.0; repeatable")
     parser.add_argument("--quick", action="store_true", help="smoke test: 200/50/100 molecules, 1-minute budgets, two rows")
     args = parser.parse_args(argv)
     rows = [r.strip() for r in (args.rows or ("equivariant,schnet" if args.quick else ",".join(ROWS))).split(",") if r.strip()]
@@ -367,8 +382,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     overrides: dict[str, list[str]] = {}
     for item in args.override:
         row, _, setting = item.partition(":")
-        if row not in ROWS[:5] or "=" not in setting:
-            parser.error(f"--override: ROW:KEY=VALUE with ROW one of {', '.join(ROWS[:5])} expected, got {item!r}")
+        if row not in OVERRIDABLE or "=" not in setting:
+            parser.error(f"--override: ROW:KEY=VALUE with ROW one of {', '.join(OVERRIDABLE)} expected, got {item!r}")
         overrides.setdefault(row, []).append(setting)
     args.rows, args.budgets, args.workdir, args.override = rows, budgets, args.workdir.resolve(), overrides
     args.json = args.json or args.workdir / "qm9_budget.json"

@@ -191,6 +191,11 @@ def test_override_reaches_the_row_its_graphs_and_its_table_line(tmp_path):
     data = {"files": {200: "/d/trainval_200.npz"}, "test": "/d/test.npz", "sizes": [200, 50, 100]}
     settings = bench.command(by_row["schnet"], data, args, tmp_path / "s")[1::2]
     assert "model.r_max=4.0" in settings
+    # the graphs are built at the overridden cutoff; SchNet's own model keys stay out of the borrowed config
+    assert bench.graph_settings(by_row["schnet"]) == ["model.r_max=4.0"]
+    small = bench.Job("schnet_small", "SchNet small", 10.0, 200, overrides=["model.r_max=3.5"])
+    assert bench.graph_settings(small) == ["model.r_max=3.5"]
+    assert bench.graph_settings(by_row["nbody"]) == ["model.lmax=2"]
     result = {**by_row["schnet"].__dict__, "epochs": 1, "epoch_s": [1.0], "unit": "meV", "cpu_s": 1.0, "process_s": 1.0,
               "test_mae": 1.0, "val_mae": 1.0, "loadavg": [1.0, 1.0]}  # fmt: skip
     assert "SchNet (model.r_max=4.0)" in bench.format_table([result], data)
